@@ -1,0 +1,3 @@
+from ckdsnn_events.cli.main import main
+
+main()

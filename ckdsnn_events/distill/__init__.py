@@ -1,0 +1,1 @@
+"""Distillation: saliency maps (teacher CAM, student SAM), losses (CE, KD, feature KD, SAMD, NLD), trainer."""

@@ -1,0 +1,1 @@
+"""Energy: exact synaptic-operation counting from fired spikes, and the energy report."""

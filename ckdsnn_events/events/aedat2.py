@@ -1,0 +1,180 @@
+"""AER-DAT 2.0 (``.aedat``, jAER): the container of the original CIFAR10-DVS release.
+
+Format (iniVation's AEDAT 2.0 spec, checked against real jAER DVS128 files): text header lines
+that start with ``#`` (the first one is ``#!AER-DAT2.0``; jAER ends lines with CRLF, other
+writers with LF; the number of lines varies), then records of two **big-endian** uint32 words:
+address, then timestamp (microseconds, absolute).
+
+DVS128 address: bit 0 = polarity bit, bits 1-7 = x field, bits 8-14 = y field, bit 15 = external
+(sync) event; higher bits are 0.
+
+Mapping to the project's convention (see :mod:`ckdsnn_events.events.types`)::
+
+    x = 127 - y_field        y = 127 - x_field        p = 1 - polarity_bit
+
+This is the mapping SpikingJelly's ``CIFAR10DVS.load_origin_data`` applies (and tonic's own
+CIFAR10DVS used before it switched to ``.aedat4``); it shows CIFAR10-DVS images upright. So a
+SpikingJelly ``events_np`` file converted from an ``.aedat`` file reads back as the very same
+events. External events (bit 15) carry no pixel and are dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ckdsnn_events import __version__
+from ckdsnn_events.atomic import atomic_path
+from ckdsnn_events.errors import UserError
+from ckdsnn_events.events.types import DVS128_SENSOR_SIZE, check_events, make_events
+
+VERSION_LINE = b"#!AER-DAT2.0"
+_RECORD_BYTES = 8
+
+
+def _header_end(data: bytes, source: str) -> int:
+    """Byte offset of the first record: the first byte that does not start a ``#`` line."""
+    if not data:
+        raise UserError(f"{source}: the file is empty. Re-download or re-extract the dataset.")
+    first_line = data[: data.find(b"\n")] if b"\n" in data[:256] else data[:64]
+    if not data.startswith(b"#!AER-DAT"):
+        raise UserError(
+            f"{source}: not an AER-DAT file (it does not start with '#!AER-DAT2.0'). "
+            "The original CIFAR10-DVS .aedat files start with that header line; the file is "
+            "corrupt or of another format."
+        )
+    if not data.startswith(VERSION_LINE):
+        version = first_line.strip().decode("ascii", errors="replace")
+        hint = (
+            " AEDAT 4.0 files must carry the .aedat4 extension (tonic's layout)."
+            if version.startswith("#!AER-DAT4")
+            else ""
+        )
+        raise UserError(
+            f"{source}: header says '{version}', expected '#!AER-DAT2.0' for a .aedat file.{hint}"
+        )
+    pos = 0
+    while pos < len(data) and data[pos : pos + 1] == b"#":
+        newline = data.find(b"\n", pos)
+        if newline < 0:
+            raise UserError(
+                f"{source}: the header never ends (no line break after byte {pos}); the file "
+                "is truncated. Re-download or re-extract it."
+            )
+        pos = newline + 1
+    return pos
+
+
+def read_aedat2_raw(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read the raw records of an AER-DAT 2.0 file.
+
+    Returns:
+        ``(address, timestamp)``: two uint32 arrays of shape (N,), exactly as stored.
+
+    Raises:
+        UserError: empty, headerless, wrong-version or truncated files.
+    """
+    source = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise UserError(f"{source}: cannot read the file ({err.strerror or err}).") from None
+    start = _header_end(data, source)
+    payload = len(data) - start
+    if payload % _RECORD_BYTES:
+        raise UserError(
+            f"{source}: {payload} bytes of events is not a whole number of 8-byte records; the "
+            "file is truncated. Re-download or re-extract it, or pass --skip-bad to leave it out."
+        )
+    words = np.frombuffer(data, dtype=">u4", offset=start).reshape(-1, 2)
+    return words[:, 0].astype(np.uint32), words[:, 1].astype(np.uint32)
+
+
+def decode_dvs128(address: np.ndarray, source: str = "<addresses>") -> tuple[np.ndarray, ...]:
+    """Split DVS128 addresses into ``(x, y, p, keep)`` in the project's convention.
+
+    ``keep`` marks pixel events (external events, bit 15, are not pixel events).
+    """
+    if address.size and int(address.max()) >> 16:
+        bad = int(np.flatnonzero(address >> 16)[0])
+        raise UserError(
+            f"{source}: address 0x{int(address[bad]):08x} of event {bad} uses bits above 15, "
+            "which a DVS128 (128x128) address never does. The file is not a DVS128 recording "
+            "(or it is corrupt)."
+        )
+    keep = (address & 0x8000) == 0
+    x_field = (address >> 1) & 0x7F
+    y_field = (address >> 8) & 0x7F
+    x = 127 - y_field
+    y = 127 - x_field
+    p = 1 - (address & 1)
+    return x, y, p, keep
+
+
+def encode_dvs128(x: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`decode_dvs128`: project-convention pixels to DVS128 addresses (uint32)."""
+    x = np.asarray(x, dtype=np.int64)
+    y = np.asarray(y, dtype=np.int64)
+    if x.size and (x.min() < 0 or y.min() < 0 or x.max() > 127 or y.max() > 127):
+        raise ValueError("DVS128 addresses hold coordinates 0..127 only")
+    y_field = 127 - x
+    x_field = 127 - y
+    bit = 1 - np.asarray(p, dtype=np.int64)
+    return ((y_field << 8) | (x_field << 1) | bit).astype(np.uint32)
+
+
+def read_aedat2(path: str | os.PathLike, check: bool = True) -> np.ndarray:
+    """Read a DVS128 AER-DAT 2.0 recording into ``EVENT_DTYPE`` events of shape (N,).
+
+    Raises:
+        UserError: bad header, truncated body, non-DVS128 addresses, no events, decreasing
+        timestamps (when ``check``).
+    """
+    source = str(path)
+    address, timestamp = read_aedat2_raw(path)
+    x, y, p, keep = decode_dvs128(address, source)
+    if not keep.all():
+        x, y, p, timestamp = x[keep], y[keep], p[keep], timestamp[keep]
+    events = make_events(timestamp, x, y, p)
+    if check:
+        check_events(events, DVS128_SENSOR_SIZE, source)
+    return events
+
+
+def write_aedat2(path: str | os.PathLike, events: np.ndarray, comment: str | None = None) -> None:
+    """Write ``EVENT_DTYPE`` events as a DVS128 AER-DAT 2.0 file, atomically.
+
+    The header imitates jAER's (CRLF lines, DVS128 AEChip) so that other readers accept it; it
+    carries no date, so the same events always give the same bytes.
+    """
+    if int(events["t"].max(initial=0)) >= 2**32:
+        raise ValueError("AER-DAT 2.0 timestamps are 32-bit: t must be < 2**32 us")
+    lines = [
+        VERSION_LINE.decode(),
+        "# This is a raw AE data file - do not edit",
+        "# Data format is int32 address, int32 timestamp (8 bytes total), repeated for each event",
+        "# Timestamps tick is 1 us",
+        f"# created by ckdsnn-events {__version__}",
+        "# AEChip: ch.unizh.ini.jaer.chip.retina.DVS128",
+    ]
+    if comment:
+        lines.append(f"# {comment}")
+    header = ("\r\n".join(lines) + "\r\n").encode("ascii")
+    write_aedat2_raw(path, encode_dvs128(events["x"], events["y"], events["p"]), events["t"], header)
+
+
+def write_aedat2_raw(
+    path: str | os.PathLike, address: np.ndarray, timestamp: np.ndarray, header: bytes | None = None
+) -> None:
+    """Write raw (address, timestamp) records behind ``header`` (default: the version line only)."""
+    if header is None:
+        header = VERSION_LINE + b"\r\n"
+    records = np.empty((len(address), 2), dtype=">u4")
+    records[:, 0] = address
+    records[:, 1] = timestamp
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(header)
+            f.write(records.tobytes())

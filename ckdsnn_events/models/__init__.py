@@ -1,0 +1,1 @@
+"""Models: ANN teachers and Norse LIF students, built from names like torchvision constructors."""

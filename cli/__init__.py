@@ -1,0 +1,1 @@
+"""The ``ckd-events`` command line (installed as ``ckdsnn_events.cli``)."""
