@@ -15,6 +15,10 @@ class Batch(NamedTuple):
         teacher_inputs: float32 (B, C, H, W) for the ANN teacher: the accumulated frame (sum over
             T) for events, the image itself for static inputs.
         labels: int64 (B,).
+
+    Constant-in-time inputs (direct encoding of images) are an ``expand`` of one (B, C, H, W)
+    tensor, stride 0 along T: the student sees ``inputs.stride(0) == 0`` and computes its first
+    convolution once instead of T times. :meth:`to` keeps that property across devices.
     """
 
     inputs: torch.Tensor
@@ -22,7 +26,21 @@ class Batch(NamedTuple):
     labels: torch.Tensor
 
     def to(self, device, non_blocking: bool = False) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=non_blocking) for t in self))
+        inputs = self.inputs
+        if is_constant_in_time(inputs):
+            inputs = inputs[0].to(device, non_blocking=non_blocking).expand_as(inputs)
+        else:
+            inputs = inputs.to(device, non_blocking=non_blocking)
+        return Batch(
+            inputs,
+            self.teacher_inputs.to(device, non_blocking=non_blocking),
+            self.labels.to(device, non_blocking=non_blocking),
+        )
+
+
+def is_constant_in_time(inputs: torch.Tensor) -> bool:
+    """True for (T, ...) tensors made by expanding one time step (stride 0 along T)."""
+    return inputs.dim() > 1 and inputs.shape[0] > 1 and inputs.stride(0) == 0
 
 
 def collate_event_frames(samples: list[tuple[torch.Tensor, int]]) -> Batch:
