@@ -8,16 +8,19 @@ AAAI 2026, arXiv 2511.06902) trains a spiking student with
     L_NLD   = tau^2 * KL(y_te || y_soft), y = softmax(z / tau) over the K classes,
     z_soft  = z_st + lambda * eps,       eps ~ N(mean(z_st), std(z_st)^2) per sample,
 
-with T = tau = 2.0, lambda = 0.1, beta = gamma = 1.0. (Formulas as the paper states them in its
-SAMD and NLD subsections and its total-loss equation; the stored copy of the arXiv HTML available
-while writing this exposed only the abstract and introduction, so the forms above were checked
-against DESIGN.md and the en.papernotes.org summary of the paper, not against equation numbers.)
+with T = tau = 2.0, lambda = 0.1, beta = gamma = 1.0. These are the paper's L_SAMD, L_NLD, z_soft
+and L_total as given by DESIGN.md and the en.papernotes.org summary of the paper; the copy of the
+arXiv HTML that could be read while writing this showed only the abstract and introduction, so
+the paper's equation numbers are not quoted here.
 
 Each loss has two named variants:
 
 - ``"paper"`` (default): the formulas above.
 - ``"reference"``: what the public code (github.com/SinoLeu/CKDSNN, ``plt_train_kd_ckd_snn.py``
-  and ``utils/utils.py``) computes; each function documents the differences.
+  and ``utils/utils.py``) computes; each function documents the differences. One difference is
+  not reproduced: that code leaves the teacher's graph attached (it only keeps the teacher's
+  parameters out of the optimiser). Both variants here detach the teacher; loss values and
+  student gradients are the same either way.
 
 Conventions: every KL is ``KL(teacher || student)``, summed over classes (or positions) and
 averaged over the batch (PyTorch's ``batchmean``). The teacher side never receives gradients:
@@ -87,7 +90,7 @@ def _check_noise_weight(name: str, value: float, variant: str) -> None:
     if variant == "reference" and value > 1:
         raise UserError(
             f"{name} must be in [0, 1] for the 'reference' NLD variant, where it is a mixture "
-            f"weight (got {value!r}); the reference code uses 0.1."
+            f"weight (got {value!r}); the reference code puts 0.1 on the noise."
         )
 
 
@@ -123,7 +126,7 @@ def hinton_kd_loss(
 
     KL summed over the K classes, averaged over the batch.
 
-    The ``tau^2`` keeps the gradient magnitude independent of ``tau``: the gradient is
+    The ``tau^2`` keeps the gradient scale roughly independent of ``tau``: the gradient is
     ``d L / d z_s = tau * (softmax(z_s / tau) - softmax(z_t / tau)) / B``, and for large ``tau`` the
     loss tends to ``(1 / 2K) * sum_i (d_i - mean(d))^2`` (batch mean), ``d = z_t - z_s``.
 
@@ -229,7 +232,11 @@ def samd_divergence(
     see :func:`~ckdsnn_events.distill.saliency.resize_map`) and detached.
 
     - ``"paper"``: ``T^2 * KL(softmax(flat(M_te) / T) || softmax(flat(M_st) / T))``, batch mean
-      (the paper's L_SAMD). The maps enter the softmax at their own scales.
+      (the paper's L_SAMD). The maps enter the softmax at their own scales, as the paper
+      writes it: spike counts (up to T * C') against Grad-CAM values of the order of a logit
+      divided by h * w, so the student's distribution is much sharper than the teacher's until
+      its counts become nearly flat. The public code's min-max normalisation (below) is one
+      answer to that scale gap; compare the two variants when tuning.
     - ``"reference"``: ``compute_kl_divergence`` of the public code, applied to maps that were
       batch-global min-max normalised (:func:`~ckdsnn_events.distill.saliency.min_max_normalize`,
       eps 1e-3): ``p = softmax(flat(m) / T) + 1e-10`` for both maps, then
