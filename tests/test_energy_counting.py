@@ -135,6 +135,21 @@ def test_conv_sops_equal_brute_force(name):
     assert layer.macs == 0
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "float64", "unbatched"])
+def test_conv_sops_for_other_layouts_and_dtypes(layout):
+    # channels_last goes through the torch reductions instead of the CPU numba pass.
+    conv = _conv2d(CONV_CASES["stride-padding"])
+    x = _spikes((2, 3, 7, 6), seed=7)
+    expected, _ = brute_force_conv(x, conv)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    elif layout == "float64":
+        conv, x = conv.double(), x.double()
+    else:
+        x, expected = x[0], brute_force_conv(x[:1], conv)[0]
+    assert _count(conv, x).sops == expected
+
+
 @pytest.mark.parametrize(
     "conv, shape",
     [
@@ -274,7 +289,7 @@ class TinySNN(nn.Module):
         spikes = self.lif2(self.conv2(self.lif1(current)))[0]
         pooled = self.pool(spikes)
         if self.inplace_after_pool:
-            pooled.mul_(1.0)
+            pooled.add_(1.0)
         return self.fc(self.flatten(pooled)).unflatten(0, (steps, batch)).mean(0)
 
 
@@ -352,8 +367,14 @@ def test_pooled_linear_macs_mode_and_broken_links():
     fc_macs = 4 * 6 * 3  # T steps of in_features * out_features per sample
     (macs_mode,) = [l for l in _count(_model(), x, n_samples=2, pooled_linear="macs").layers if l.name == "fc"]
     assert (macs_mode.input_kind, macs_mode.macs, macs_mode.sops) == ("real", fc_macs, 0)
-    # An in-place change of the pooled values between pool and fc breaks the folding.
-    (changed,) = [l for l in _count(_model(inplace_after_pool=True), x, n_samples=2).layers if l.name == "fc"]
+    # An in-place change of the pooled values between pool and fc breaks the folding, also under
+    # inference_mode (no version counters there: values are compared).
+    changing = _model(inplace_after_pool=True)
+    (changed,) = [l for l in _count(changing, x, n_samples=2).layers if l.name == "fc"]
+    assert (changed.input_kind, changed.macs) == ("real", fc_macs)
+    with SynapticOpCounter(changing) as counter, torch.inference_mode():
+        changing(x)
+    (changed,) = [l for l in counter.report(n_samples=2).layers if l.name == "fc"]
     assert (changed.input_kind, changed.macs) == ("real", fc_macs)
 
 
@@ -428,6 +449,24 @@ def test_hooks_are_removed_and_reset_forgets():
         model(x)
     assert counter.report().sops == pytest.approx(first.sops)  # per sample, over twice the samples
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_counting_under_inference_mode_and_reset_while_attached():
+    model = _model()
+    x = torch.randn(4, 2, 2, 8, 8)
+    with SynapticOpCounter(model, timesteps=4, neurons=Threshold) as counter:
+        with torch.no_grad():
+            model(x)
+        reference = counter.report()
+        counter.reset()
+        with torch.inference_mode():
+            model(x)
+        with torch.no_grad():
+            model(x)
+        report = counter.report()
+    assert report.n_samples == 4
+    assert report.sops == pytest.approx(reference.sops)
+    assert [n.output_spikes for n in report.neurons] == pytest.approx([n.output_spikes for n in reference.neurons])
 
 
 # ---------------------------------------------------------------------------------------------

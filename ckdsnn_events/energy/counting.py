@@ -13,10 +13,10 @@ What is counted, per ``nn.Conv1d/2d/3d`` and ``nn.Linear`` call, from forward ho
   mode) and the input size, not on the channel or group; it is computed once per input size as
   the gradient of ``sum(conv(ones, all-ones kernel))`` (:func:`conv_coverage`). Taps that fall on
   zero padding read no spike and cost nothing; with ``padding_mode`` reflect/replicate/circular
-  the padded taps read real positions and are counted there. Per call this costs one reduction
-  of the input over (batch, channels) and a dot product with ``coverage``: much cheaper than
-  convolving the spikes with an all-ones kernel. A Linear layer costs ``out_features``
-  accumulates per input spike.
+  the padded taps read real positions and are counted there. Per call this costs one pass over
+  the input (a numba kernel on CPU that also checks the input is binary; reductions elsewhere)
+  and a dot product with ``coverage``: far cheaper than convolving the spikes with an all-ones
+  kernel. A Linear layer costs ``out_features`` accumulates per input spike.
 * **Real-valued layers** (anything else: the first conv under direct encoding, event counts > 1):
   multiply-accumulates (MACs), every multiply of the call, whatever the values. The count follows
   the calls: a conv that runs on the flattened (T*B, ...) batch is charged T times per sample, a
@@ -29,11 +29,13 @@ What is counted, per ``nn.Conv1d/2d/3d`` and ``nn.Linear`` call, from forward ho
   costs ``out_features`` accumulates, and the pooling itself costs nothing more. This is the
   exact "from the spikes fired" view. The pool is detected from the module call, not guessed from
   values: the Linear's input must be the pool's output or a view of it (same storage, offset,
-  size and version counter, so an in-place change in between breaks the link), and the pool's
-  input must be binary. Pooling done functionally (``x.mean((2, 3))``, ``F.adaptive_avg_pool2d``)
+  size and version counter; under inference_mode, which keeps no version counters, the same
+  values), so an in-place change in between breaks the link; and the pool's input must be
+  binary. Pooling done functionally (``x.mean((2, 3))``, ``F.adaptive_avg_pool2d``)
   is not detected, and such a Linear counts MACs, as with ``pooled_linear="macs"``. Folding
   charges ``out_features`` accumulates per spike where MACs charge ``in_features * out_features``
-  per step: which one is smaller depends on the firing rate and the pooled map's size.
+  per step (and leave the pooling additions uncounted): which is smaller depends on the firing
+  rate and the pooled map's size.
 
 Not counted: batch norm (it folds into the preceding conv at inference), biases, pooling
 additions, residual additions and the neurons' own updates. The ANN teacher is counted the same
@@ -54,6 +56,8 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
+import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -72,9 +76,6 @@ INPUT_KINDS = ("spikes", "pooled-spikes", "real", "mixed")
 
 # float32 sums of 0/1 values are exact while every partial sum stays below 2**24.
 _EXACT_F32 = 1 << 24
-# CPU chunk for the binary test: the two boolean temporaries stay in cache instead of costing
-# fresh pages for every full-size comparison (about 5x faster on a 47 MB tensor).
-_CHUNK = 1 << 18
 
 NeuronSelector = type | tuple[type, ...] | Callable[[nn.Module], bool]
 
@@ -89,17 +90,65 @@ def is_binary(x: torch.Tensor) -> torch.Tensor:
     NaN, inf, 0.5, -1, 2 are not binary; -0.0 counts as 0. On CUDA this does not synchronise.
     """
     flat = _flat(x)
-    if flat.device.type != "cpu" or flat.numel() <= _CHUNK:
-        return torch.logical_and(flat != 0, flat != 1).any().logical_not()
-    not_zero = torch.empty(_CHUNK, dtype=torch.bool)
-    not_one = torch.empty(_CHUNK, dtype=torch.bool)
-    for chunk in flat.split(_CHUNK):
-        n = chunk.numel()
-        torch.ne(chunk, 0, out=not_zero[:n])
-        torch.ne(chunk, 1, out=not_one[:n])
-        if not_zero[:n].logical_and_(not_one[:n]).any():  # CPU: no sync to avoid, stop early
-            return torch.tensor(False)
-    return torch.tensor(True)
+    if _numba_reads(flat):
+        return torch.tensor(bool(_all_binary(flat.detach().numpy())))
+    return torch.logical_and(flat != 0, flat != 1).any().logical_not()
+
+
+def spike_map(x: torch.Tensor) -> torch.Tensor:
+    """Sum of ``x`` (N, C, *S) over batch and channels: float64 (*S), exact for 0/1 inputs."""
+    acc = torch.float64 if x.dtype == torch.float64 or x.shape[0] * x.shape[1] >= _EXACT_F32 else torch.float32
+    return x.sum(dim=(0, 1), dtype=acc).to(torch.float64)
+
+
+def _spike_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(is_binary(x), spike_map(x))`` of ``x`` (N, C, *S); the map is only valid when binary.
+
+    On CPU one numba pass does both and stops at the first non-binary row; on other devices
+    these are two reductions without host synchronisation.
+    """
+    if x.numel() and x.is_contiguous() and _numba_reads(x):
+        rows = x.shape[0] * x.shape[1]
+        per_position = np.zeros(x[0, 0].numel(), dtype=np.float64)
+        binary = _column_sums_if_binary(x.detach().reshape(rows, -1).numpy(), per_position)
+        return torch.tensor(bool(binary)), torch.from_numpy(per_position).reshape(x.shape[2:])
+    return is_binary(x), spike_map(x)
+
+
+def _numba_reads(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+# Branch-free inner loops (LLVM vectorises them); the early exits only run between blocks/rows.
+_BLOCK = 4096
+
+
+@numba.njit(cache=True, nogil=True)
+def _all_binary(flat):  # pragma: no cover - compiled
+    n = flat.shape[0]
+    for start in range(0, n, _BLOCK):
+        bad = False
+        for i in range(start, min(start + _BLOCK, n)):
+            v = flat[i]
+            bad |= (v != 0.0) & (v != 1.0)
+        if bad:
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _column_sums_if_binary(x, out):  # pragma: no cover - compiled
+    """Adds the column sums of ``x`` (R, P) to ``out`` (P,); False at the first non-binary row."""
+    rows, cols = x.shape
+    for r in range(rows):
+        bad = False
+        for p in range(cols):
+            v = x[r, p]
+            bad |= (v != 0.0) & (v != 1.0)
+            out[p] += v
+        if bad:
+            return False
+    return True
 
 
 def conv_coverage(conv: nn.Module, spatial_shape: tuple[int, ...], device=None) -> torch.Tensor:
@@ -113,10 +162,11 @@ def conv_coverage(conv: nn.Module, spatial_shape: tuple[int, ...], device=None) 
         float64 tensor of ``spatial_shape`` holding integers: a spike at position ``p`` of any
         input channel reaches ``coverage[p] * out_channels / groups`` synapses.
     """
-    ones = torch.ones((1, 1, *spatial_shape), dtype=torch.float64, device=device, requires_grad=True)
-    kernel = torch.ones((1, 1, *conv.kernel_size), dtype=torch.float64, device=device)
     conv_fn = (F.conv1d, F.conv2d, F.conv3d)[len(spatial_shape) - 1]
-    with torch.enable_grad():
+    # Autograd needs to be on even when counting runs under no_grad or inference_mode.
+    with torch.inference_mode(False), torch.enable_grad():
+        ones = torch.ones((1, 1, *spatial_shape), dtype=torch.float64, device=device, requires_grad=True)
+        kernel = torch.ones((1, 1, *conv.kernel_size), dtype=torch.float64, device=device)
         if conv.padding_mode == "zeros":
             out = conv_fn(ones, kernel, None, conv.stride, conv.padding, conv.dilation)
         else:
@@ -128,16 +178,11 @@ def conv_coverage(conv: nn.Module, spatial_shape: tuple[int, ...], device=None) 
 
 def pool_coverage_mask(pool: nn.Module, spatial_shape: tuple[int, ...], device=None) -> torch.Tensor:
     """float64 0/1 tensor of ``spatial_shape``: 1 where some window of the average ``pool`` reads."""
-    ones = torch.ones((1, 1, *spatial_shape), dtype=torch.float64, device=device, requires_grad=True)
-    with torch.enable_grad():  # .forward, not __call__: no hooks (the counter's own included)
+    with torch.inference_mode(False), torch.enable_grad():
+        ones = torch.ones((1, 1, *spatial_shape), dtype=torch.float64, device=device, requires_grad=True)
+        # .forward, not __call__: no hooks (the counter's own included)
         (weight,) = torch.autograd.grad(pool.forward(ones).sum(), ones)
     return (weight > 0).to(torch.float64)
-
-
-def spike_map(x: torch.Tensor) -> torch.Tensor:
-    """Sum of ``x`` (N, C, *S) over batch and channels: float64 (*S), exact for 0/1 inputs."""
-    acc = torch.float64 if x.dtype == torch.float64 or x.shape[0] * x.shape[1] >= _EXACT_F32 else torch.float32
-    return x.sum(dim=(0, 1), dtype=acc).to(torch.float64)
 
 
 def exact_sum(x: torch.Tensor) -> torch.Tensor:
@@ -367,9 +412,17 @@ class _LayerTally:
             group.binary_calls = torch.zeros((), dtype=torch.float64, device=spikes.device)
             if self.sums is None:
                 self.sums = torch.zeros(2, dtype=torch.float64, device=spikes.device)
-        group.binary_calls += binary
+        # Out of place, so that counting may switch between no_grad and inference_mode. And
         # where, not multiply: a non-binary input may hold inf/NaN.
-        self.sums += torch.where(binary, torch.stack([spikes, sops]), 0.0)
+        group.binary_calls = group.binary_calls + binary
+        self.sums = self.sums + torch.where(binary, torch.stack([spikes, sops]), 0.0)
+
+
+@dataclass
+class _NeuronTally:
+    module: nn.Module
+    spikes: torch.Tensor | None = None  # 0-d float64
+    elements: int = 0
 
 
 @dataclass
@@ -379,7 +432,8 @@ class _PooledSpikes:
     storage: torch.UntypedStorage  # held so that the address cannot be reused meanwhile
     data_ptr: int
     numel: int
-    version: int
+    version: int | None  # None for inference tensors, which have no version counter
+    values: torch.Tensor | None  # a copy of the output, for inference tensors only
     input_shape: tuple[int, ...]
     covered_elements: int
     binary: torch.Tensor
@@ -469,7 +523,7 @@ class SynapticOpCounter:
     def reset(self) -> None:
         """Forget everything counted so far (hooks stay attached)."""
         self._layers: dict[str, _LayerTally] = {}
-        self._neurons: dict[str, list] = {}  # name -> [module, float64 (2,) spikes/elements or None]
+        self._neurons: dict[str, _NeuronTally] = {}
         self._pooled: dict[int, _PooledSpikes] = {}
         self._pool_masks: dict = {}
         self.samples_seen = 0
@@ -487,7 +541,6 @@ class SynapticOpCounter:
             elif type(module) in AVG_POOL_DIMS and self.pooled_linear == "fold" and self.count_spikes:
                 self._handles.append(module.register_forward_hook(self._on_pool))
             if self._is_neuron is not None and self._is_neuron(module):
-                self._neurons.setdefault(name, [module, None])
                 self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
         return self
 
@@ -540,9 +593,9 @@ class SynapticOpCounter:
                 coverage = tally.coverage.get((spatial, x.device))
                 if coverage is None:
                     coverage = tally.coverage[(spatial, x.device)] = conv_coverage(conv, spatial, x.device)
-                per_position = spike_map(x)
+                binary, per_position = _spike_stats(x)
                 sops = (per_position * coverage).sum() * (conv.out_channels // conv.groups)
-                tally.add(group, is_binary(x), per_position.sum(), sops)
+                tally.add(group, binary, per_position.sum(), sops)
 
         return hook
 
@@ -588,15 +641,16 @@ class SynapticOpCounter:
                 mask = pool_coverage_mask(module, spatial, x.device)
                 self._pool_masks[key] = (mask, int(mask.sum().item()))
             mask, covered_positions = self._pool_masks[key]
-            per_position = spike_map(x)
+            binary, per_position = _spike_stats(x)
             self._pooled[output.data_ptr()] = _PooledSpikes(
                 storage=output.untyped_storage(),
                 data_ptr=output.data_ptr(),
                 numel=output.numel(),
-                version=output._version,
+                version=None if output.is_inference() else output._version,
+                values=output.detach().clone() if output.is_inference() else None,
                 input_shape=tuple(x.shape),
                 covered_elements=x.shape[0] * x.shape[1] * covered_positions,
-                binary=is_binary(x),
+                binary=binary,
                 spikes=per_position.sum(),
                 covered_spikes=(per_position * mask).sum(),
             )
@@ -609,11 +663,12 @@ class SynapticOpCounter:
         if (
             record is None
             or x.numel() != record.numel
-            or x._version != record.version
             or x.untyped_storage().data_ptr() != record.storage.data_ptr()
         ):
             return None
-        return record
+        if record.version is not None:
+            return record if not x.is_inference() and x._version == record.version else None
+        return record if torch.equal(x.reshape(-1), record.values.reshape(-1)) else None
 
     def _neuron_hook(self, name: str):
         def hook(module, args, output) -> None:
@@ -621,9 +676,12 @@ class SynapticOpCounter:
             if not isinstance(spikes, torch.Tensor):
                 return
             with torch.no_grad():
-                entry = self._neurons[name]
-                counts = torch.stack([exact_sum(spikes), spikes.new_tensor(spikes.numel(), dtype=torch.float64)])
-                entry[1] = counts if entry[1] is None else entry[1] + counts
+                tally = self._neurons.get(name)
+                if tally is None:
+                    tally = self._neurons[name] = _NeuronTally(module)
+                total = exact_sum(spikes)
+                tally.spikes = total if tally.spikes is None else tally.spikes + total
+                tally.elements += spikes.numel()
 
         return hook
 
@@ -641,11 +699,10 @@ class SynapticOpCounter:
         n = self._samples(n_samples)
         layers = tuple(self._layer_count(tally, n, costs) for tally in self._layers.values())
         neurons = []
-        for name, (module, counts) in self._neurons.items():
-            if counts is None:
-                continue
-            spikes, elements = counts.tolist()
-            neurons.append(NeuronCount(name, type(module).__name__, elements / n, spikes / n, spikes / elements if elements else 0.0))
+        for name, tally in self._neurons.items():
+            spikes = tally.spikes.item()
+            rate = spikes / tally.elements if tally.elements else 0.0
+            neurons.append(NeuronCount(name, type(tally.module).__name__, tally.elements / n, spikes / n, rate))
         return EnergyReport(layers, tuple(neurons), n, self.timesteps, costs)
 
     def _samples(self, n_samples: int | None) -> int:
