@@ -24,6 +24,29 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
     return statistics.median(times)
 
 
+def interleaved_seconds(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+    """Time several functions in alternation (A, B, C, A, B, C, ...): per-repeat times of each.
+
+    Machine speed drifts (other tenants, clock changes); alternating keeps every ratio of two
+    functions from the same moments, so ratios stay meaningful when absolute times wander.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median over repeats of numerator[i] / denominator[i]."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator))
+
+
 def textured_image(seed: int, size: int = 32) -> np.ndarray:
     """A CIFAR-sized (32x32) smooth random texture in [0, 1]: edges everywhere, like natural images."""
     rng = np.random.default_rng(seed)
