@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 CKD := $(VENV)/bin/ckd-events
 DATA ?= data
 WORKERS ?= 2
+RUNS ?= runs
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench energy-report clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +20,17 @@ test:
 	$(PY) -m pytest -q
 
 # The offline demo on the embedded digits-dvs dataset (no download).
+# simulate -> preprocess -> teacher -> distill (SAMD + NLD) -> evaluate -> energy report.
 demo:
-	$(CKD) simulate --out $(DATA)/digits-dvs --workers $(WORKERS)
-	$(CKD) preprocess --dataset digits-dvs --root $(DATA)/digits-dvs --out $(DATA)/digits-dvs-frames --workers $(WORKERS)
+	$(CKD) demo --data $(DATA) --runs-root $(RUNS) --workers $(WORKERS)
+
+# The energy report of the most recent student run (or RUN=runs/<dataset>/<run>).
+energy-report:
+	$(CKD) energy $(if $(RUN),--run-dir $(RUN),--latest --runs-root $(RUNS))
 
 bench:
 	$(PY) benchmarks/bench_framing.py
 	$(PY) benchmarks/bench_preprocess.py
 
 clean:
-	rm -rf $(DATA)/digits-dvs $(DATA)/digits-dvs-frames .pytest_cache
+	rm -rf $(DATA)/digits-dvs $(DATA)/digits-dvs-frames $(RUNS)/digits-dvs .pytest_cache

@@ -7,6 +7,7 @@ on stderr and a non-zero exit code, never as a traceback.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
@@ -35,9 +36,12 @@ def main() -> None:
     students, and energy reports from the spikes they fire.
 
     \b
-    The offline demo, start to end:
+    The offline demo, start to end (or all at once: ckd-events demo):
       ckd-events simulate --out data/digits-dvs
-      ckd-events preprocess --dataset digits-dvs --root data/digits-dvs --out data/digits-dvs-frames
+      ckd-events preprocess --dataset digits-dvs --root data/digits-dvs --out data/digits-dvs-frames -T 6 --size 32
+      ckd-events distill --dataset digits-dvs          (trains the teacher first)
+      ckd-events evaluate --checkpoint runs/digits-dvs/student-resnet20-seed0/best.pt
+      ckd-events energy --checkpoint runs/digits-dvs/student-resnet20-seed0/best.pt
     """
 
 
@@ -94,16 +98,22 @@ def simulate(out, images, limit, workers, image_px, saccades, saccade_ms, amplit
     )
 
 
+STATIC_DATASETS = ["cifar10", "cifar100", "imagefolder", "digits"]
+
+
 @main.command()
 @click.option("--dataset", default="cifar10dvs", show_default=True,
-              type=click.Choice(["cifar10dvs", "digits-dvs", "event-folder"]),
-              help="cifar10dvs: CIFAR10-DVS (10 fixed classes); digits-dvs: the embedded simulated "
-                   "digits; event-folder: any simulated/recorded folder of class subfolders.")
-@click.option("--root", required=True, type=click.Path(),
+              type=click.Choice(["cifar10dvs", "digits-dvs", "event-folder", *STATIC_DATASETS]),
+              help="Event data (framed into HDF5 stores): cifar10dvs: CIFAR10-DVS (10 fixed classes); "
+                   "digits-dvs: the embedded simulated digits; event-folder: any simulated/recorded folder "
+                   "of class subfolders. Image data (cifar10, cifar100, imagefolder, digits) is encoded on "
+                   "the fly during training: preprocess only checks that it loads.")
+@click.option("--root", default=None, type=click.Path(),
               help="Dataset root: ROOT/CIFAR10DVS/<class>/*.aedat4 (tonic), ROOT/<class>/*.aedat "
-                   "(original release) or ROOT/events_np/<class>/*.npz (SpikingJelly); detected.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for the frame stores train.h5 and test.h5.")
+                   "(original release) or ROOT/events_np/<class>/*.npz (SpikingJelly); detected. Image data: "
+                   "the folder holding cifar-10-batches-py/ or cifar-100-python/, or ROOT/train + ROOT/val.")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Folder for the frame stores train.h5 and test.h5 (event data).")
 @click.option("--format", "form", default="auto", show_default=True,
               type=click.Choice(["auto", "aedat", "aedat4", "npz"]),
               help="Force one on-disk form when ROOT holds several.")
@@ -131,8 +141,17 @@ def preprocess(dataset, root, out, form, timesteps, size, bins, window_us, split
     inputs and options a re-run does nothing; a store made with other options is never
     overwritten without --overwrite.
     """
-    from ckdsnn_events.pipelines.preprocess import PreprocessConfig, run_preprocess
+    from ckdsnn_events.pipelines.preprocess import PreprocessConfig, check_static_dataset, run_preprocess
 
+    if dataset in STATIC_DATASETS:
+        info = check_static_dataset(dataset, root)
+        click.echo(f"{dataset}: {info.n_train} training, {info.n_val} validation and {info.n_test} test images "
+                   f"in {info.num_classes} classes, {info.in_channels}x{info.input_size[0]}x{info.input_size[1]}. "
+                   "Images are spike-encoded on the fly during training; nothing to write.")
+        return
+    for option, value in (("--root", root), ("--out", out)):
+        if value is None:
+            raise UserError(f"{option} is required for --dataset {dataset}.")
     config = PreprocessConfig(dataset, root, out, form, timesteps, size, bins, window_us, split, workers,
                               skip_bad, overwrite)
     result = run_preprocess(config)
@@ -286,3 +305,113 @@ def ablate(seeds, variants, teacher, **kw) -> None:
     result = run_ablate(config, seeds, tuple(v.strip() for v in variants.split(",") if v.strip()))
     click.echo(result["markdown"])
     click.echo(f"(written to {result['out_dir']}/ablation.md and ablation.json)")
+
+
+# --- after training ------------------------------------------------------------------------------
+
+ENERGY_PRESETS = ["45nm-fp32", "45nm-fp16", "45nm-int32", "45nm-int8", "custom"]
+
+
+@main.command()
+@click.option("--checkpoint", default=None, type=click.Path(), help="A student's best.pt / last.pt.")
+@click.option("--run-dir", default=None, type=click.Path(file_okay=False), help="A student's run directory (its best.pt).")
+@click.option("--latest", is_flag=True, help="The most recent student run under --runs-root.")
+@click.option("--runs-root", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Where --latest looks.")
+@click.option("--teacher", default=None, type=click.Path(dir_okay=False),
+              help="Teacher checkpoint to compare with (default: the one the student was distilled from).")
+@click.option("--root", default=None, help="Dataset folder, if it moved since training.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["test", "val", "train"]))
+@click.option("--preset", default="45nm-fp32", show_default=True,
+              help=f"Energy per operation: {', '.join(ENERGY_PRESETS)} (45 nm, Horowitz 2014).")
+@click.option("--e-ac-pj", default=None, type=float, help="Energy of one accumulate (pJ); overrides the preset.")
+@click.option("--e-mac-pj", default=None, type=float, help="Energy of one multiply-accumulate (pJ); overrides the preset.")
+@click.option("--limit", default=None, type=int, help="Count on at most this many samples (default: all).")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1))
+@click.option("--workers", default=None, type=click.IntRange(min=0))
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Output folder (default: the run directory).")
+def energy(checkpoint, run_dir, latest, runs_root, teacher, root, split, preset, e_ac_pj, e_mac_pj, limit, batch_size,
+           workers, out) -> None:
+    """Energy report of a trained student from the spikes it fires on the test set.
+
+    Counts, per layer, input spikes, firing rates and exact synaptic operations (SOPs), MACs of
+    real-valued layers, and the ANN teacher's MACs for the same input; energy = E_AC x SOPs +
+    E_MAC x MACs. Writes energy.json, energy.md and energy.png. Give the student as --checkpoint,
+    --run-dir or --latest (`make energy-report` uses --latest, or RUN=dir).
+    """
+    from ckdsnn_events.pipelines.energy import find_latest_student, run_energy
+
+    if sum(x is not None and x is not False for x in (checkpoint, run_dir, latest)) != 1:
+        raise UserError("give exactly one of --checkpoint CKPT, --run-dir DIR or --latest.")
+    if run_dir is not None:
+        checkpoint = str(Path(run_dir) / "best.pt")
+        if not Path(checkpoint).is_file():
+            raise UserError(f"--run-dir '{run_dir}' holds no best.pt; give the directory of a finished "
+                            "`ckd-events distill` run.")
+    elif latest:
+        checkpoint = str(find_latest_student(runs_root))
+        click.echo(f"latest student run: {checkpoint}")
+
+    result = run_energy(checkpoint, teacher, root, split, preset, e_ac_pj, e_mac_pj, batch_size, workers, limit, out)
+    totals = result["student"]["report"]["totals"]
+    click.echo(f"student: accuracy {100 * result['student']['accuracy']:.2f}%, {totals['sops'] / 1e6:.3g} M SOPs + "
+               f"{totals['macs'] / 1e6:.3g} M MACs = {totals['energy_pj'] / 1e6:.4g} uJ per sample "
+               f"(firing rate {totals.get('neuron_firing_rate', float('nan')):.4f})")
+    if result["teacher"] is not None:
+        t = result["teacher"]
+        acc = "untrained" if t["accuracy"] is None else f"accuracy {100 * t['accuracy']:.2f}%"
+        click.echo(f"teacher: {acc}, {t['report']['totals']['macs'] / 1e6:.3g} M MACs = "
+                   f"{t['report']['totals']['energy_pj'] / 1e6:.4g} uJ per sample; ANN/SNN energy "
+                   f"{result['ann_to_snn_energy']:.2f}x")
+    click.echo("report: " + ", ".join(result["paths"].values()))
+
+
+@main.command()
+@click.option("--checkpoint", required=True, type=click.Path(), help="A student's best.pt / last.pt.")
+@click.option("--teacher", default=None, type=click.Path(dir_okay=False),
+              help="Teacher checkpoint (default: the one the student was distilled from).")
+@click.option("--root", default=None, help="Dataset folder, if it moved since training.")
+@click.option("--samples", default=8, show_default=True, type=int, help="Test samples to draw (rows).")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["test", "val", "train"]))
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="PNG file (default: saliency.png in the run directory).")
+def saliency(checkpoint, teacher, root, samples, split, out) -> None:
+    """Save a grid of input, teacher CAM and student spike activation map (what SAMD aligns)."""
+    from ckdsnn_events.pipelines.energy import run_saliency
+
+    result = run_saliency(checkpoint, teacher, root, samples, split, out)
+    click.echo(f"{result['samples']} samples -> {result['path']}")
+
+
+@main.command()
+@click.option("--data", default="data", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the simulated recordings and frame stores.")
+@click.option("--runs-root", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the runs (teacher, student, reports).")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Recordings per class (default: all digits).")
+@click.option("--timesteps", "-T", default=6, show_default=True, type=click.IntRange(min=1), help="Frames per sample.")
+@click.option("--size", default=32, show_default=True, type=click.IntRange(min=1), help="Frame side.")
+@click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(min=0))
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a key of the digits-dvs training recipe, e.g. --set optim.epochs=2.")
+def demo(data, runs_root, limit, timesteps, size, workers, overrides) -> None:
+    """The whole pipeline on the embedded digits-dvs dataset, offline.
+
+    simulate -> preprocess -> train-teacher -> distill (SAMD + NLD) -> evaluate -> energy. Run it
+    again to continue after an interruption; finished stages are skipped.
+    """
+    from ckdsnn_events.pipelines.demo import DemoConfig, run_demo
+
+    summary = run_demo(DemoConfig(data, runs_root, limit, timesteps, size, workers, tuple(overrides)), log=click.echo)
+    teacher = summary["teacher_test_acc"]
+    click.echo("")
+    click.echo("summary")
+    click.echo(f"  teacher ANN test accuracy:  {'-' if teacher is None else f'{100 * teacher:.2f}%'}")
+    click.echo(f"  student SNN test accuracy:  {100 * summary['student_test_acc']:.2f}% "
+               f"(firing rate {summary['student_firing_rate']:.3f})")
+    ratio = summary["ann_to_snn_energy"]
+    click.echo(f"  energy per sample: SNN {summary['student_energy_pj'] / 1e6:.4g} uJ, ANN "
+               f"{(summary['teacher_energy_pj'] or 0) / 1e6:.4g} uJ"
+               + (f" (ANN/SNN {ratio:.2f}x)" if ratio else ""))
+    click.echo(f"  report: {summary['report']}")
+    click.echo("  seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()))

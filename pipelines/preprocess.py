@@ -259,3 +259,12 @@ def _run_workers(config, folder, pending, log, total, result, progress) -> None:
         if pool is not None:
             pool.terminate()
             pool.join()
+
+
+def check_static_dataset(dataset: str, root: str | None):
+    """Load an image dataset's description (counts, classes, shapes): raises UserError if it is not there."""
+    from ckdsnn_events.data.loaders import DataConfig, build_loaders
+
+    config = DataConfig(dataset=dataset, root=root, workers=0)
+    config.validate()
+    return build_loaders(config)[3]

@@ -140,32 +140,60 @@ def _finished(last: Path, config: RunConfig) -> bool:
     return payload.get("epoch", 0) >= config.teacher_optim.epochs
 
 
-def run_evaluate(checkpoint: str, overrides: dict | None = None, split: str = "test") -> dict:
-    """Accuracy (and firing rate) of a saved teacher or student on its dataset's ``split``."""
-    from ckdsnn_events.data.loaders import build_loaders
-    from ckdsnn_events.distill.trainer import evaluate, make_model, pick_device
+def load_trained(checkpoint: str | os.PathLike, overrides: dict | None = None, kind: str | None = None,
+                 option: str = "--checkpoint"):
+    """A saved model, its config and the loaders of its dataset, checked against each other.
 
-    payload = load_checkpoint(checkpoint)
+    Args:
+        checkpoint: best.pt / last.pt of a teacher or student.
+        overrides: ``[data]`` keys to change (``root`` when the data moved, ``batch_size``, ``workers``);
+            None values are ignored.
+        kind: "teacher" or "student" to insist on one.
+
+    Returns:
+        ``(payload, config, model, (train, val, test), info)``; the model is on the CPU in eval mode.
+    """
+    from ckdsnn_events.data.loaders import build_loaders
+    from ckdsnn_events.distill.trainer import make_model
+
+    payload = load_checkpoint(checkpoint, kind, option)
     config = from_dict(RunConfig, payload["config"])
     if overrides:
         config = replace(config, data=replace(config.data, **{k: v for k, v in overrides.items() if v is not None}))
         config.data.validate()
     train, val, test, info = build_loaders(config.data)
-    if info.num_classes != payload["num_classes"] or info.in_channels != payload["in_channels"]:
-        raise UserError(f"--checkpoint '{checkpoint}' was trained for {payload['num_classes']} classes and "
-                        f"{payload['in_channels']} input channels; the data has {info.num_classes} and "
-                        f"{info.in_channels}. Point --root at the dataset it was trained on.")
-    kind = payload["kind"]
-    config = replace(config, model=replace(config.model, **({"teacher_width": payload.get("width")} if kind == "teacher"
-                                                            else {"student_width": payload.get("width")})))
-    model = make_model(kind, config, info)
-    load_model_state(model, payload["model"], checkpoint, "--checkpoint")
+    expected = payload.get("dataset") or {}
+    problems = []
+    if info.num_classes != payload["num_classes"]:
+        problems.append(f"{payload['num_classes']} classes, the data has {info.num_classes}")
+    if info.in_channels != payload["in_channels"]:
+        problems.append(f"{payload['in_channels']} input channels, the data has {info.in_channels}")
+    if expected.get("input_size") and tuple(expected["input_size"]) != tuple(info.input_size):
+        problems.append(f"inputs of {tuple(expected['input_size'])}, the data has {tuple(info.input_size)}")
+    if payload["kind"] == "student" and expected.get("timesteps") and expected["timesteps"] != info.timesteps:
+        problems.append(f"T={expected['timesteps']}, the data has T={info.timesteps}")
+    if problems:
+        raise UserError(f"{option} '{checkpoint}' does not fit the dataset at '{config.data.root}': "
+                        + "; ".join(problems) + ". Point --root at the dataset it was trained on.")
+    model_kind = payload["kind"]
+    width = {"teacher_width" if model_kind == "teacher" else "student_width": payload.get("width")}
+    config = replace(config, model=replace(config.model, **width))
+    model = make_model(model_kind, config, info)
+    load_model_state(model, payload["model"], checkpoint, option)
+    return payload, config, model.eval(), (train, val, test), info
+
+
+def run_evaluate(checkpoint: str, overrides: dict | None = None, split: str = "test") -> dict:
+    """Accuracy (and firing rate) of a saved teacher or student on its dataset's ``split``."""
+    from ckdsnn_events.distill.trainer import evaluate, pick_device
+
+    payload, config, model, (train, val, test), info = load_trained(checkpoint, overrides)
     device = pick_device(config.device)
     loader = {"test": test, "val": val, "train": train}[split]
     if loader is None:
         raise UserError(f"--split {split}: this run has no {split} split (val_fraction = 0).")
-    result = evaluate(model.to(device), loader, device, kind, config.optim.precision)
-    return {"kind": kind, "split": split, "epoch": payload.get("epoch"), **result}
+    result = evaluate(model.to(device), loader, device, payload["kind"], config.optim.precision)
+    return {"kind": payload["kind"], "split": split, "epoch": payload.get("epoch"), **result}
 
 
 def run_ablate(config: RunConfig, seeds: int = 3, variants: tuple[str, ...] = tuple(ABLATIONS),

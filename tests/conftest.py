@@ -40,3 +40,44 @@ def digits_dvs_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("digits-dvs")
     run_simulate(SimulateJob(out=str(root), limit=3, workers=0), SimulatorConfig(), progress=False)
     return root
+
+
+# --- tiny training runs ----------------------------------------------------------------------------
+
+# A resnet20 of width 8 on 16x16 frames, T=3: a whole teacher + student run takes seconds on 2 cores.
+TINY_TRAINING = {
+    "data.workers": 0, "data.batch_size": 8, "data.val_fraction": 0.34, "device": "cpu",
+    "model.teacher_width": 8, "model.student_width": 8,
+    "optim.epochs": 2, "optim.warmup_epochs": 0, "optim.lr": 0.05,
+    "teacher_optim.epochs": 1, "teacher_optim.warmup_epochs": 0, "teacher_optim.lr": 0.05,
+}
+
+
+def tiny_config(frames_root, runs_root, **options):
+    """The digits-dvs recipe shrunk to TINY_TRAINING (plus ``options``, dotted keys as strings)."""
+    from ckdsnn_events.pipelines.train import resolve_config
+
+    merged = {**TINY_TRAINING, "data.root": str(frames_root), "runs_root": str(runs_root)}
+    merged.update({k.replace("__", "."): v for k, v in options.items()})
+    return resolve_config("digits-dvs", options=merged)
+
+
+@pytest.fixture(scope="session")
+def tiny_frames(digits_dvs_root, tmp_path_factory) -> Path:
+    """Frame stores of the tiny digits-dvs set: T=3, 16x16 (20 train / 10 test samples)."""
+    from ckdsnn_events.pipelines.preprocess import PreprocessConfig, run_preprocess
+
+    out = tmp_path_factory.mktemp("digits-dvs-frames")
+    run_preprocess(PreprocessConfig(dataset="digits-dvs", root=str(digits_dvs_root), out=str(out), timesteps=3,
+                                    size=16, workers=0), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_student(tiny_frames, tmp_path_factory) -> dict:
+    """One distillation run (teacher trained and cached on the way): run_distill's result."""
+    from ckdsnn_events.pipelines.train import run_distill
+
+    runs = tmp_path_factory.mktemp("runs")
+    config = tiny_config(tiny_frames, runs)
+    return run_distill(config, progress=False, run_dir=runs / "student")

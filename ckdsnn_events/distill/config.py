@@ -8,7 +8,7 @@ top-level ``seed``, ``device``, ``runs_root``, ``run_dir``, ``teacher_checkpoint
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from ckdsnn_events.data.loaders import DataConfig
@@ -87,6 +87,15 @@ class RunConfig:
                 raise UserError(f"{name}.warmup_epochs must be in [0, epochs), got {optim.warmup_epochs}.")
             if optim.grad_clip is not None and not optim.grad_clip > 0:
                 raise UserError(f"{name}.grad_clip must be positive, got {optim.grad_clip}.")
+        from ckdsnn_events.distill.losses import DistillationLoss
+        from ckdsnn_events.models import STUDENTS, TEACHERS
+
+        for name, value, known in (("teacher", self.model.teacher, TEACHERS), ("student", self.model.student, STUDENTS)):
+            if value not in known:
+                raise UserError(f"model.{name} '{value}' is not a known architecture; choose one of "
+                                f"{', '.join(sorted(known))}.")
+        # the loss checks its own weights, temperatures and variant names; fail before any training
+        DistillationLoss(**asdict(self.loss), student_channels=1, teacher_channels=1)
         for name in ("teacher_width", "student_width"):
             width = getattr(self.model, name)
             if width is not None and width < 1:
