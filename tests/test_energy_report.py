@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,9 +118,9 @@ def test_latest_run_and_make_energy_report(student_run, tmp_path):
     make = shutil.which("make")
     if make is None:
         pytest.skip("make is not installed")
-    ckd = Path(shutil.which("ckd-events") or "")
+    ckd = Path(sys.executable).parent / "ckd-events"  # the console script of this environment
     if not ckd.is_file():
-        pytest.skip("the ckd-events console script is not on PATH")
+        pytest.skip(f"no ckd-events console script beside {sys.executable}")
     done = subprocess.run([make, "-s", "-C", str(REPO), "energy-report", f"RUNS={tmp_path / 'empty'}", f"CKD={ckd}"],
                           capture_output=True, text=True)
     assert done.returncode != 0 and "no student run found" in done.stderr and "Traceback" not in done.stderr
@@ -159,11 +160,11 @@ def test_markdown_without_teacher():
 
 def test_demo_runs_end_to_end_through_the_cli(tmp_path):
     """The README's first command at a tiny size: simulate -> ... -> energy report, one CLI call."""
-    args = ["demo", "--data", str(tmp_path / "data"), "--runs-root", str(tmp_path / "runs"), "--limit", "2",
+    args = ["demo", "--data", str(tmp_path / "data"), "--runs-root", str(tmp_path / "runs"), "--limit", "4",
             "-T", "3", "--size", "16", "--workers", "0"]
     for override in ("optim.epochs=1", "teacher_optim.epochs=1", "optim.warmup_epochs=0",
                      "teacher_optim.warmup_epochs=0", "model.student_width=4", "model.teacher_width=4",
-                     "data.workers=0", "data.batch_size=8", "device=cpu"):
+                     "data.workers=0", "data.batch_size=8", "data.val_fraction=0.25", "device=cpu"):
         args += ["--set", override]
     result = cli(*args)
     assert result.exit_code == 0, result.output

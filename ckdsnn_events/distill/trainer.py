@@ -179,8 +179,13 @@ def fit(
                           seed=config.seed)
     train_loader, val_loader, test_loader, info = build_loaders(data_config)
 
+    if len(train_loader) == 0:
+        raise UserError(f"the training split of '{config.data.root}' is empty ({info.n_train} samples); use more "
+                        "recordings per class or a smaller data.val_fraction.")
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = make_model(kind, config, info).to(device)
+    if dist.enabled:  # before the optimizer is made: the conversion creates new BN parameters
+        model = distributed.convert_batchnorm(model, device)
     loss_fn = None
     if kind == "student":
         if teacher is None:
@@ -193,6 +198,8 @@ def fit(
 
     start_epoch, best_val, best_epoch = 0, -1.0, 0
     last_path, best_path, metrics_path = run_dir / "last.pt", run_dir / "best.pt", run_dir / "metrics.csv"
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if resume and last_path.exists():
         state = load_checkpoint(last_path, kind, option="--resume")
         load_model_state(model, state["model"], last_path, "--resume")
@@ -206,7 +213,6 @@ def fit(
         raise UserError(f"'{run_dir}' already holds a run (last.pt). Pass --resume to continue it, "
                         "or choose another --run-dir.")
     if dist.enabled:
-        model = distributed.convert_batchnorm(model, device)
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     bare = model.module if dist.enabled else model
 
@@ -251,10 +257,10 @@ def fit(
                                           student_spikes=next(reversed(spikes.values())),
                                           teacher_features=next(reversed(teacher_features.values())).float(),
                                           teacher_classifier_weight=teacher.fc.weight, generator=noise)
-            if not torch.isfinite(loss):
+            if not torch.isfinite(loss.detach()):
                 good = f"'{last_path}' (after epoch {start_epoch if epoch == start_epoch else epoch})" \
                     if last_path.exists() else "none yet"
-                raise UserError(f"the loss became {float(loss)} at epoch {epoch + 1}, step {i + 1}; no weights "
+                raise UserError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; no weights "
                                 f"were saved from this epoch. Last good checkpoint: {good}. Lower the "
                                 "learning rate (--lr) or the loss weights, then --resume.")
             optimizer.zero_grad(set_to_none=True)
