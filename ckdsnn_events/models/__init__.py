@@ -1,1 +1,30 @@
-"""Models: ANN teachers and Norse LIF students, built from names like torchvision constructors."""
+"""Models: ANN teachers and Norse-checked LIF students, built from names like torchvision constructors.
+
+::
+
+    from ckdsnn_events.models import build_teacher, build_student, LIFParameters
+    teacher = build_teacher("resnet20", num_classes=10, in_channels=2)        # (B, C, H, W) -> (B, K)
+    student = build_student("resnet20", num_classes=10, in_channels=2,
+                            neuron=LIFParameters(decay=0.5, v_th=1.0))        # (T, B, C, H, W) -> (B, K)
+    logits, features = teacher(images, return_features=True)   # features["layer3"]: last map
+    logits, spikes = student(frames, return_spikes=True)        # spikes[student.spike_keys[-1]]
+
+See :mod:`.registry` for the architectures, :mod:`.neurons` for the LIF neuron,
+:mod:`.allocator` for why CPU training calls :func:`reuse_freed_memory` first.
+"""
+
+from ckdsnn_events.models.allocator import reuse_freed_memory
+from ckdsnn_events.models.neurons import LIF, LIFParameters, lif_sequence, lif_sequence_reference
+from ckdsnn_events.models.registry import STUDENTS, TEACHERS, build_student, build_teacher
+
+__all__ = [
+    "LIF",
+    "LIFParameters",
+    "lif_sequence",
+    "lif_sequence_reference",
+    "build_teacher",
+    "build_student",
+    "reuse_freed_memory",
+    "TEACHERS",
+    "STUDENTS",
+]

@@ -1,0 +1,117 @@
+"""ANN teachers: ResNet-18 (torchvision's, adapted to small inputs), ResNet-19 and ResNet-20.
+
+Every teacher is a :class:`ResNetTeacher` whose parts are torchvision's: ResNet-18 at its own
+width is ``torchvision.models.resnet18(num_classes=K)`` with the 7x7 stride-2 stem replaced by a
+3x3 stride-1 convolution and the max-pool dropped (the CIFAR adaptation; both would shrink a
+32x32 or 48x48 input 4x before the first block); the other architectures (and ResNet-18 at other
+widths) are stages of ``torchvision.models.resnet.BasicBlock`` assembled the way torchvision's
+``ResNet._make_layer`` does it. Parameter names are torchvision's (``conv1``, ``bn1``,
+``layer1.0.conv1``, ``...downsample.0``, ``fc``), so an adapted torchvision ResNet-18's
+``state_dict`` loads into the ResNet-18 teacher and back.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Optional, Union
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.resnet import BasicBlock, conv1x1
+
+from ckdsnn_events.models.registry import ArchSpec
+
+__all__ = ["ResNetTeacher", "build_resnet_teacher", "stem_conv", "init_resnet_"]
+
+
+def stem_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """The 3x3, stride-1, padding-1 stem convolution (no bias: BN follows) of every architecture."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+
+
+def init_resnet_(model: nn.Module) -> None:
+    """torchvision's ResNet initialisation: Kaiming-normal (fan_out) convolutions, BN = identity."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
+class ResNetTeacher(nn.Module):
+    """stem (conv1, bn1, relu) -> layer1..layerN -> avgpool -> fc.
+
+    Attributes:
+        fc: the classifier, ``nn.Linear(C_last, K)``; ``fc.weight`` (K, C_last) gives the CAM.
+        stage_names: ``("layer1", ..., "layerN")``.
+    """
+
+    def __init__(self, conv1: nn.Conv2d, bn1: nn.BatchNorm2d, stages: Sequence[nn.Sequential], fc: nn.Linear):
+        super().__init__()
+        self.conv1 = conv1
+        self.bn1 = bn1
+        self.relu = nn.ReLU(inplace=True)
+        self.stage_names = tuple(f"layer{i}" for i in range(1, len(stages) + 1))
+        for name, stage in zip(self.stage_names, stages):
+            self.add_module(name, stage)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = fc
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> Union[torch.Tensor, tuple[torch.Tensor, "OrderedDict[str, torch.Tensor]"]]:
+        """Logits, and optionally every stage's output.
+
+        Args:
+            x: (B, C, H, W) images or accumulated event frames.
+            return_features: also return the stage outputs.
+
+        Returns:
+            logits (B, K); with ``return_features``, ``(logits, features)`` where ``features``
+            maps ``"layer1"``, ..., ``"layerN"`` to (B, C_i, H_i, W_i), in order: the last entry
+            is the final feature map before global average pooling (the CAM's input).
+        """
+        features: OrderedDict[str, torch.Tensor] = OrderedDict()
+        x = self.relu(self.bn1(self.conv1(x)))
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+            if return_features:
+                features[name] = x
+        logits = self.fc(torch.flatten(self.avgpool(x), 1))
+        return (logits, features) if return_features else logits
+
+
+def make_stage(in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
+    """``blocks`` torchvision BasicBlocks, as ``torchvision.models.ResNet._make_layer`` builds them."""
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+    layers = [BasicBlock(in_channels, out_channels, stride, downsample)]
+    layers += [BasicBlock(out_channels, out_channels) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
+def _torchvision_resnet18(num_classes: int, in_channels: int) -> ResNetTeacher:
+    """``torchvision.models.resnet18`` with a 3x3 stride-1 stem and no max-pool."""
+    tv = torchvision.models.resnet18(num_classes=num_classes)
+    conv1 = stem_conv(in_channels, tv.conv1.out_channels)
+    nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision's stem
+    return ResNetTeacher(conv1, tv.bn1, [tv.layer1, tv.layer2, tv.layer3, tv.layer4], tv.fc)
+
+
+def build_resnet_teacher(spec: ArchSpec, num_classes: int, in_channels: int, width: Optional[int]) -> ResNetTeacher:
+    """The teacher of ``spec`` (arguments already checked by :func:`~.registry.build_teacher`)."""
+    if spec.name == "resnet18" and width in (None, spec.base_width):
+        return _torchvision_resnet18(num_classes, in_channels)
+    widths = spec.widths(width)
+    stages, previous = [], widths[0]
+    for channels, blocks, stride in zip(widths, spec.blocks, spec.strides):
+        stages.append(make_stage(previous, channels, blocks, stride))
+        previous = channels
+    model = ResNetTeacher(stem_conv(in_channels, widths[0]), nn.BatchNorm2d(widths[0]), stages,
+                          nn.Linear(widths[-1], num_classes))
+    init_resnet_(model)
+    return model
