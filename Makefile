@@ -31,6 +31,9 @@ energy-report:
 bench:
 	$(PY) benchmarks/bench_framing.py
 	$(PY) benchmarks/bench_preprocess.py
+	$(PY) benchmarks/bench_loaders.py
+	$(PY) benchmarks/bench_student_step.py
+	$(PY) benchmarks/bench_energy_counting.py
 
 clean:
 	rm -rf $(DATA)/digits-dvs $(DATA)/digits-dvs-frames $(RUNS)/digits-dvs .pytest_cache

@@ -258,28 +258,50 @@ def _torchrun(nproc: int, frames: Path, run_dir: Path, teacher: str, batch: int)
                "--teacher", teacher, "--run-dir", str(run_dir), "--device", "cpu", "--workers", "0",
                "--batch-size", str(batch), "--set", "data.augment=false", "--set", "loss.noise_weight=0",
                "--set", "model.student_width=8", "--set", "model.teacher_width=8", "--set", "optim.epochs=1",
-               "--set", "optim.warmup_epochs=0", "--set", "data.val_fraction=0.34"]
+               "--set", "optim.warmup_epochs=0", "--set", "data.val_fraction=0.34",
+               "--set", "model.init_from_teacher=true",
+               # the reference SAMD min-max normalises over the (local) batch, so only the paper form,
+               # which is per sample, is expected to give the same step on 1 and 2 ranks
+               "--set", "loss.samd_variant=paper"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
 def test_two_processes_train_the_same_model_as_one(trained_student, tiny_frames, tmp_path):
-    """DDP on CPU (gloo), 2 ranks x batch 4 == 1 rank x batch 8, within float32 reduction-order noise."""
+    """DDP on CPU (gloo): 2 ranks x batch 5 make the same SGD step as 1 rank x batch 10.
+
+    One step over the whole training split (10 samples), starting from the teacher's weights, so
+    that the update can be compared: float32 reductions run in another order on 2 ranks, which can
+    flip the odd spike whose membrane sits within ~1e-7 of the threshold, hence a tolerance of 0.5 %
+    of each tensor's update (measured: 3e-6; a stale parameter or a different batch gave 4-100 %).
+    """
     teacher = trained_student["teacher_checkpoint"]
-    _torchrun(1, tiny_frames, tmp_path / "one", teacher, 8)
-    _torchrun(2, tiny_frames, tmp_path / "two", teacher, 4)
+    _torchrun(1, tiny_frames, tmp_path / "one", teacher, 10)
+    _torchrun(2, tiny_frames, tmp_path / "two", teacher, 5)
+    start = load_checkpoint(teacher)["model"]
     one = load_checkpoint(tmp_path / "one" / "last.pt")["model"]
     two = load_checkpoint(tmp_path / "two" / "last.pt")["model"]
-    assert one.keys() == two.keys()
-    worst = 0.0
+    assert one.keys() == two.keys() == start.keys()
     for key in one:
-        if one[key].is_floating_point():
-            worst = max(worst, float((one[key] - two[key]).abs().max() / (one[key].abs().max() + 1e-6)))
-        else:
+        if key.endswith("num_batches_tracked"):
             assert torch.equal(one[key], two[key]), key
-    assert worst < 1e-3, f"largest relative weight difference {worst:.2e}"
+            continue
+        update_one, update_two = one[key] - start[key], two[key] - start[key]
+        assert update_one.norm() > 0, key
+        error = float((update_one - update_two).norm() / update_one.norm())
+        assert error < 5e-3, f"{key}: updates differ by {error:.2e} of their norm"
     rows = [list(csv.DictReader(open(tmp_path / d / "metrics.csv"))) for d in ("one", "two")]
     assert len(rows[0]) == len(rows[1]) == 1
     assert math.isclose(float(rows[0][0]["train_loss"]), float(rows[1][0]["train_loss"]), rel_tol=1e-3)
-    assert float(rows[0][0]["test_acc"]) == float(rows[1][0]["test_acc"])
+def test_student_can_start_from_the_teacher_weights(trained_student, tiny_frames, tmp_path):
+    teacher_path = trained_student["teacher_checkpoint"]
+    config = tiny_config(tiny_frames, tmp_path, teacher_checkpoint=teacher_path,
+                         **{"optim.epochs": 1, "optim.lr": 1e-9, "model.init_from_teacher": True})
+    result = run_distill(config, progress=False, run_dir=tmp_path / "run")
+    student = load_checkpoint(result["last_checkpoint"])["model"]
+    teacher = load_checkpoint(teacher_path)["model"]
+    assert torch.allclose(student["conv1.weight"], teacher["conv1.weight"], atol=1e-6)
+    assert torch.allclose(student["fc.weight"], teacher["fc.weight"], atol=1e-6)
+    with pytest.raises(UserError, match="init_from_teacher"):
+        tiny_config(tiny_frames, tmp_path, **{"model.init_from_teacher": True, "model.student_width": 4})

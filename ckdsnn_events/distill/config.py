@@ -27,6 +27,10 @@ class ModelConfig:
     threshold: float = 1.0
     reset: Literal["hard", "subtract"] = "hard"
     surrogate_width: float = 1.0  # triangle surrogate gamma
+    # start the student from the teacher's conv/BN/fc weights (same architecture and width) instead of
+    # from scratch: an ANN-to-SNN initialisation, not part of CKDSNN; it skips the long plateau a deep
+    # spiking ResNet sits on at random initialisation, which matters for short CPU runs
+    init_from_teacher: bool = False
 
 
 @dataclass
@@ -96,6 +100,11 @@ class RunConfig:
                                 f"{', '.join(sorted(known))}.")
         # the loss checks its own weights, temperatures and variant names; fail before any training
         DistillationLoss(**asdict(self.loss), student_channels=1, teacher_channels=1)
+        if self.model.init_from_teacher and (self.model.teacher != self.model.student
+                                             or self.model.teacher_width != self.model.student_width):
+            raise UserError("model.init_from_teacher needs the same teacher and student architecture and width "
+                            f"(got {self.model.teacher}/{self.model.teacher_width} and "
+                            f"{self.model.student}/{self.model.student_width}).")
         for name in ("teacher_width", "student_width"):
             width = getattr(self.model, name)
             if width is not None and width < 1:

@@ -184,6 +184,8 @@ def fit(
                         "recordings per class or a smaller data.val_fraction.")
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = make_model(kind, config, info).to(device)
+    if kind == "student" and teacher is not None and config.model.init_from_teacher and not resume:
+        model.load_state_dict(teacher.state_dict())  # same names and shapes: the student mirrors the teacher
     if dist.enabled:  # before the optimizer is made: the conversion creates new BN parameters
         model = distributed.convert_batchnorm(model, device)
     loss_fn = None
