@@ -35,6 +35,9 @@ def run_demo(demo: DemoConfig, log=print) -> dict:
     from ckdsnn_events.pipelines.train import resolve_config, run_distill, run_evaluate
 
     raw, frames = Path(demo.data) / "digits-dvs", Path(demo.data) / "digits-dvs-frames"
+    # resolved first, so that a bad --set fails before minutes of simulation
+    config = resolve_config("digits-dvs", options={"data.root": str(frames), "data.workers": demo.workers,
+                                                   "runs_root": demo.runs_root}, overrides=demo.overrides)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -52,8 +55,6 @@ def run_demo(demo: DemoConfig, log=print) -> dict:
     run_preprocess(PreprocessConfig(dataset="digits-dvs", root=str(raw), out=str(frames), timesteps=demo.timesteps,
                                     size=demo.size, workers=demo.workers), progress=demo.progress)
     stage("preprocess")
-    config = resolve_config("digits-dvs", options={"data.root": str(frames), "data.workers": demo.workers,
-                                                   "runs_root": demo.runs_root}, overrides=demo.overrides)
     log("[3/5] train the ANN teacher, then distil the LIF student with CE + SAMD + NLD")
     run_dir = Path(demo.runs_root) / "digits-dvs" / f"student-{config.model.student}-ckdsnn-seed{config.seed}"
     student = run_distill(config, resume=(run_dir / "last.pt").exists(), progress=demo.progress, run_dir=run_dir)

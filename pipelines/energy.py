@@ -89,9 +89,9 @@ def run_energy(checkpoint: str | os.PathLike, teacher: str | None = None, root: 
     costs = energy_costs(preset, e_ac_pj=e_ac_pj, e_mac_pj=e_mac_pj)
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}.")
-    out_dir = ensure_writable_dir(out_dir or Path(checkpoint).parent, "the run directory (--out)")
     payload, config, student, loaders, info = load_trained(
         checkpoint, {"root": root, "batch_size": batch_size, "workers": workers}, kind="student")
+    out_dir = ensure_writable_dir(out_dir or Path(checkpoint).parent, "the run directory (--out)")
     loader = dict(zip(("train", "val", "test"), loaders))[split]
     if loader is None:
         raise UserError(f"--split {split}: this run has no {split} split (val_fraction = 0).")
@@ -151,10 +151,10 @@ def run_saliency(checkpoint: str | os.PathLike, teacher: str | None = None, root
 
     if samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}.")
-    out = Path(out) if out else Path(checkpoint).parent / "saliency.png"
-    ensure_writable_dir(out.parent, "the output folder (--out)")
     payload, config, student, loaders, info = load_trained(checkpoint, {"root": root, "batch_size": samples},
                                                            kind="student")
+    out = Path(out) if out else Path(checkpoint).parent / "saliency.png"
+    ensure_writable_dir(out.parent, "the output folder (--out)")
     loader = dict(zip(("train", "val", "test"), loaders))[split]
     if loader is None:
         raise UserError(f"--split {split}: this run has no {split} split (val_fraction = 0).")

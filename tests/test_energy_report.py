@@ -80,7 +80,8 @@ def test_energy_presets_and_custom_values(student_run, tmp_path):
 
 def test_energy_bad_input(student_run, trained_student, tmp_path):
     best = str(student_run / "best.pt")
-    assert_user_error(cli("energy", "--checkpoint", str(tmp_path / "nope.pt")), "does not exist")
+    assert_user_error(cli("energy", "--checkpoint", str(tmp_path / "none" / "best.pt")), "does not exist")
+    assert not (tmp_path / "none").exists()
     assert_user_error(cli("energy", "--checkpoint", trained_student["teacher_checkpoint"], "--out", str(tmp_path / "a")),
                       "holds a teacher model, but a student is needed")
     assert not (tmp_path / "a" / "energy.json").exists()
@@ -136,6 +137,16 @@ def test_saliency_grid(student_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert_user_error(cli("saliency", "--checkpoint", str(student_run / "best.pt"), "--samples", "0"), "--samples")
+    teacher = load_checkpoint(student_run / "best.pt")["config"]["teacher_checkpoint"]
+    assert_user_error(cli("saliency", "--checkpoint", teacher, "--out", str(tmp_path / "t.png")),
+                      "holds a teacher model, but a student is needed")
+    assert not (tmp_path / "t.png").exists()
+
+
+def test_demo_rejects_bad_overrides_before_simulating(tmp_path):
+    result = cli("demo", "--data", str(tmp_path / "data"), "--set", "optim.epochs=0")
+    assert_user_error(result, "optim.epochs")
+    assert not (tmp_path / "data").exists()
 
 
 def test_take_cuts_the_last_batch_and_keeps_stride_zero():
