@@ -75,3 +75,28 @@ def test_simulate_then_preprocess_through_the_cli(tmp_path):
 def test_version():
     result = subprocess.run([sys.executable, "-m", "ckdsnn_events", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and "ckd-events" in result.stdout
+
+
+def test_help_of_the_training_and_report_commands():
+    for command, words in (("train-teacher", ["--dataset", "cifar10dvs", "--set", "--resume"]),
+                           ("distill", ["--teacher", "--beta", "--gamma", "--variant", "torchrun"]),
+                           ("evaluate", ["--checkpoint", "--split"]),
+                           ("ablate", ["--seeds", "--variants"]),
+                           ("energy", ["--preset", "--latest", "--run-dir", "45nm-int8"]),
+                           ("saliency", ["--samples", "CAM"]),
+                           ("demo", ["simulate", "energy", "--set"])):
+        result = run(command, "--help")
+        assert result.exit_code == 0, command
+        for word in words:
+            assert word in result.output, (command, word)
+
+
+def test_preprocess_accepts_image_datasets_and_checks_them(tmp_path):
+    result = run("preprocess", "--dataset", "digits")
+    assert result.exit_code == 0, result.output
+    assert "364 test images" in result.output and "encoded on the fly" in result.output
+    assert "10 classes" in result.output and "nothing to write" in result.output
+    result = run("preprocess", "--dataset", "cifar10", "--root", str(tmp_path / "nothing"))
+    assert result.exit_code == 2 and "Traceback" not in result.output and "cifar-10-batches-py" in result.output
+    result = run("preprocess", "--dataset", "digits-dvs", "--root", str(tmp_path))
+    assert result.exit_code == 2 and "--out is required" in result.output
