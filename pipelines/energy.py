@@ -48,7 +48,7 @@ def find_latest_student(runs_root: str | os.PathLike = "runs") -> Path:
                     "digits-dvs pipeline) or `ckd-events distill --dataset ...`; or pass RUN=dir / --checkpoint.")
 
 
-def _teacher_for(config, payload: dict, info, teacher: str | None):
+def _teacher_for(config, info, teacher: str | None):
     """The student's teacher: ``--teacher``, else the checkpoint the student was distilled from.
 
     Returns ``(model, path, trained)``; without any checkpoint, the untrained architecture (its MACs
@@ -95,7 +95,7 @@ def run_energy(checkpoint: str | os.PathLike, teacher: str | None = None, root: 
     loader = dict(zip(("train", "val", "test"), loaders))[split]
     if loader is None:
         raise UserError(f"--split {split}: this run has no {split} split (val_fraction = 0).")
-    teacher_model, teacher_path, trained = _teacher_for(config, payload, info, teacher)
+    teacher_model, teacher_path, trained = _teacher_for(config, info, teacher)
     device = pick_device(config.device)
 
     report, student_eval = measure_student(student, take(loader, limit), device, info.timesteps, costs,
@@ -158,7 +158,7 @@ def run_saliency(checkpoint: str | os.PathLike, teacher: str | None = None, root
     loader = dict(zip(("train", "val", "test"), loaders))[split]
     if loader is None:
         raise UserError(f"--split {split}: this run has no {split} split (val_fraction = 0).")
-    teacher_model, teacher_path, trained = _teacher_for(config, payload, info, teacher)
+    teacher_model, teacher_path, trained = _teacher_for(config, info, teacher)
     if not trained:
         raise UserError(f"no teacher checkpoint found for '{checkpoint}' (looked for '{teacher_path}'); "
                         "pass --teacher CKPT.")

@@ -50,7 +50,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numba
-import numpy as np
 import torch
 from torch import nn
 
