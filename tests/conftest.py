@@ -81,3 +81,11 @@ def trained_student(tiny_frames, tmp_path_factory) -> dict:
     runs = tmp_path_factory.mktemp("runs")
     config = tiny_config(tiny_frames, runs)
     return run_distill(config, progress=False, run_dir=runs / "student")
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """A CliRunner result that ended in one ``Error:`` message (exit 2, no traceback) naming ``fragments``."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "Error:" in result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import assert_user_error
 
 from ckdsnn_events.checkpoints import load_checkpoint
 from ckdsnn_events.cli.main import main
@@ -24,13 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def cli(*args: str):
     return CliRunner().invoke(main, list(args))
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and "Error:" in result.output
-    for fragment in fragments:
-        assert fragment in result.output, result.output
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import TINY_TRAINING, tiny_config
+from conftest import TINY_TRAINING, assert_user_error, tiny_config
 
 from ckdsnn_events.checkpoints import load_checkpoint, save_checkpoint
 from ckdsnn_events.cli.main import main
@@ -33,14 +33,6 @@ def tiny_cli_options(frames, runs) -> list[str]:
         if key.startswith(("model.", "optim.", "teacher_optim.")) or key == "data.val_fraction":
             opts += ["--set", f"{key}={value}"]
     return opts
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert "Error:" in result.output
-    for fragment in fragments:
-        assert fragment in result.output, result.output
 
 
 # --- the whole run -------------------------------------------------------------------------------------
