@@ -18,7 +18,6 @@ from ckdsnn_events.data.loaders import (
     DataConfig,
     DatasetInfo,
     ShardSampler,
-    _PinnableBatch,
     build_loaders,
     train_val_split,
 )
@@ -203,24 +202,24 @@ def test_pinning_keeps_direct_inputs_stride_zero(monkeypatch):
 
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self.clone())  # no CUDA here: pinning = copying
     images = torch.rand(2, 3, 4, 4)
-    batch = _PinnableBatch(images.unsqueeze(0).expand(5, 2, 3, 4, 4), images, torch.tensor([0, 1]))
+    batch = Batch(images.unsqueeze(0).expand(5, 2, 3, 4, 4), images, torch.tensor([0, 1]))
     pinned = pin_memory(batch)
     assert type(pinned) is Batch and pinned.inputs.stride(0) == 0 and pinned.inputs.shape == (5, 2, 3, 4, 4)
     assert torch.equal(pinned.inputs[4], images) and torch.equal(pinned.teacher_inputs, images)
     assert pinned.inputs.data_ptr() == pinned.teacher_inputs.data_ptr() != images.data_ptr()
     spikes = (torch.rand(5, 2, 3, 4, 4) > 0.5).float()
-    pinned = pin_memory(_PinnableBatch(spikes, images, torch.tensor([0, 1])))
+    pinned = pin_memory(Batch(spikes, images, torch.tensor([0, 1])))
     assert torch.equal(pinned.inputs, spikes) and pinned.inputs.data_ptr() != spikes.data_ptr()
 
 
-def test_loaders_pin_through_pinnable_batches_when_cuda_is_there(cifar_root, monkeypatch):
+def test_loaders_pin_batches_when_cuda_is_there(cifar_root, monkeypatch):
     train = build_loaders(cifar_config(cifar_root))[0]
     assert not train.loader.pin_memory and type(next(iter(train))) is Batch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     train = build_loaders(cifar_config(cifar_root))[0]
     assert train.loader.pin_memory
     samples = [train.dataset[i] for i in range(3)]
-    assert isinstance(train.loader.collate_fn(samples), _PinnableBatch)
+    assert type(train.loader.collate_fn(samples)) is Batch and hasattr(Batch, "pin_memory")
 
 
 def test_unreadable_image_is_a_user_error_naming_the_file(tmp_path):

@@ -37,6 +37,22 @@ class Batch(NamedTuple):
             self.labels.to(device, non_blocking=non_blocking),
         )
 
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies (DataLoader's pin-memory thread calls this), keeping stride-0 inputs.
+
+        ``Tensor.pin_memory()`` of an expanded tensor fails (it would copy into overlapping
+        elements), so a constant-in-time input is pinned as its one step, or shares the pinned
+        teacher view when it is the same tensor (direct encoding), and expanded again.
+        """
+        teacher = self.teacher_inputs.pin_memory()
+        if is_constant_in_time(self.inputs):
+            step = self.inputs[0]
+            same = step.data_ptr() == self.teacher_inputs.data_ptr() and step.stride() == self.teacher_inputs.stride()
+            inputs = (teacher if same else step.pin_memory()).expand_as(self.inputs)
+        else:
+            inputs = self.inputs.pin_memory()
+        return Batch(inputs, teacher, self.labels.pin_memory())
+
 
 def is_constant_in_time(inputs: torch.Tensor) -> bool:
     """True for (T, ...) tensors made by expanding one time step (stride 0 along T)."""

@@ -36,7 +36,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampl
 
 from ckdsnn_events.data import static
 from ckdsnn_events.data.augment import RandomFlipShift
-from ckdsnn_events.data.batch import Batch, collate_event_frames, is_constant_in_time
+from ckdsnn_events.data.batch import Batch, collate_event_frames
 from ckdsnn_events.data.encoders import ENCODERS, SpikeEncoder, build_encoder
 from ckdsnn_events.data.event_folders import split_indices
 from ckdsnn_events.data.frame_store import FrameStoreDataset
@@ -238,35 +238,6 @@ class StaticCollate:
         return Batch(inputs, teacher, labels)
 
 
-class _PinnableBatch(Batch):
-    """A Batch that DataLoader's pin-memory thread pins without breaking stride-0 inputs.
-
-    ``Tensor.pin_memory()`` of an expanded (stride-0) tensor fails (it copies into a tensor whose
-    elements overlap), and DataLoader pins any object with a ``pin_memory`` method through it.
-    """
-
-    __slots__ = ()
-
-    def pin_memory(self) -> Batch:
-        teacher = self.teacher_inputs.pin_memory()
-        if is_constant_in_time(self.inputs):
-            step = self.inputs[0]
-            same = step.data_ptr() == self.teacher_inputs.data_ptr() and step.stride() == self.teacher_inputs.stride()
-            inputs = (teacher if same else step.pin_memory()).expand_as(self.inputs)
-        else:
-            inputs = self.inputs.pin_memory()
-        return Batch(inputs, teacher, self.labels.pin_memory())
-
-
-@dataclass(frozen=True)
-class _ForPinning:
-    collate: object
-
-    def __call__(self, samples):
-        batch = self.collate(samples)
-        return _PinnableBatch(*batch) if isinstance(batch, Batch) else batch
-
-
 # --- the loader -----------------------------------------------------------------------------------------
 
 class BatchLoader:
@@ -283,8 +254,8 @@ class BatchLoader:
             dataset,
             batch_sampler=BatchSampler(sampler, batch_size, drop_last=False),
             num_workers=workers,
-            collate_fn=_ForPinning(collate_fn) if pin_memory else collate_fn,
-            pin_memory=pin_memory,
+            collate_fn=collate_fn,
+            pin_memory=pin_memory,  # Batch.pin_memory keeps stride-0 inputs
             persistent_workers=False,
         )
 
