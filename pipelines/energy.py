@@ -84,7 +84,7 @@ def run_energy(checkpoint: str | os.PathLike, teacher: str | None = None, root: 
     from ckdsnn_events.energy.report import energy_summary, measure_student, measure_teacher, plot_energy, \
         render_markdown
     from ckdsnn_events.models import LIF
-    from ckdsnn_events.pipelines.train import load_trained
+    from ckdsnn_events.pipelines.train import load_trained, pick_split
 
     costs = energy_costs(preset, e_ac_pj=e_ac_pj, e_mac_pj=e_mac_pj)
     if limit is not None and limit < 1:
@@ -92,9 +92,7 @@ def run_energy(checkpoint: str | os.PathLike, teacher: str | None = None, root: 
     payload, config, student, loaders, info = load_trained(
         checkpoint, {"root": root, "batch_size": batch_size, "workers": workers}, kind="student")
     out_dir = ensure_writable_dir(out_dir or Path(checkpoint).parent, "the run directory (--out)")
-    loader = dict(zip(("train", "val", "test"), loaders))[split]
-    if loader is None:
-        raise UserError(f"--split {split}: this run has no {split} split (val_fraction = 0).")
+    loader = pick_split(loaders, split)
     teacher_model, teacher_path, trained = _teacher_for(config, info, teacher)
     device = pick_device(config.device)
 
@@ -147,7 +145,7 @@ def run_saliency(checkpoint: str | os.PathLike, teacher: str | None = None, root
     input size and min-max scaled per picture.
     """
     from ckdsnn_events.distill.saliency import class_activation_map, resize_map, spike_activation_map
-    from ckdsnn_events.pipelines.train import load_trained
+    from ckdsnn_events.pipelines.train import load_trained, pick_split
 
     if samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}.")
@@ -155,9 +153,7 @@ def run_saliency(checkpoint: str | os.PathLike, teacher: str | None = None, root
                                                            kind="student")
     out = Path(out) if out else Path(checkpoint).parent / "saliency.png"
     ensure_writable_dir(out.parent, "the output folder (--out)")
-    loader = dict(zip(("train", "val", "test"), loaders))[split]
-    if loader is None:
-        raise UserError(f"--split {split}: this run has no {split} split (val_fraction = 0).")
+    loader = pick_split(loaders, split)
     teacher_model, teacher_path, trained = _teacher_for(config, info, teacher)
     if not trained:
         raise UserError(f"no teacher checkpoint found for '{checkpoint}' (looked for '{teacher_path}'); "

@@ -183,15 +183,21 @@ def load_trained(checkpoint: str | os.PathLike, overrides: dict | None = None, k
     return payload, config, model.eval(), (train, val, test), info
 
 
+def pick_split(loaders: tuple, split: str):
+    """The loader of ``split`` ("train", "val" or "test") from ``(train, val, test)``."""
+    loader = dict(zip(("train", "val", "test"), loaders))[split]
+    if loader is None:
+        raise UserError(f"--split {split}: this run has no {split} split (val_fraction = 0).")
+    return loader
+
+
 def run_evaluate(checkpoint: str, overrides: dict | None = None, split: str = "test") -> dict:
     """Accuracy (and firing rate) of a saved teacher or student on its dataset's ``split``."""
     from ckdsnn_events.distill.trainer import evaluate, pick_device
 
-    payload, config, model, (train, val, test), info = load_trained(checkpoint, overrides)
+    payload, config, model, loaders, info = load_trained(checkpoint, overrides)
     device = pick_device(config.device)
-    loader = {"test": test, "val": val, "train": train}[split]
-    if loader is None:
-        raise UserError(f"--split {split}: this run has no {split} split (val_fraction = 0).")
+    loader = pick_split(loaders, split)
     result = evaluate(model.to(device), loader, device, payload["kind"], config.optim.precision)
     return {"kind": payload["kind"], "split": split, "epoch": payload.get("epoch"), **result}
 

@@ -297,3 +297,11 @@ def test_student_can_start_from_the_teacher_weights(trained_student, tiny_frames
     assert torch.allclose(student["fc.weight"], teacher["fc.weight"], atol=1e-6)
     with pytest.raises(UserError, match="init_from_teacher"):
         tiny_config(tiny_frames, tmp_path, **{"model.init_from_teacher": True, "model.student_width": 4})
+
+
+def test_a_missing_split_is_a_clear_error():
+    from ckdsnn_events.pipelines.train import pick_split
+
+    assert pick_split(("a", None, "c"), "test") == "c"
+    with pytest.raises(UserError, match="--split val: this run has no val split"):
+        pick_split(("a", None, "c"), "val")
