@@ -10,7 +10,7 @@ from ckdsnn_events.events.aedat2 import read_aedat2
 from ckdsnn_events.events.aedat4 import read_aedat4
 from ckdsnn_events.events.framing import bin_boundaries, to_count_frames, to_count_frames_batch
 from ckdsnn_events.events.transforms import ToCountFrames
-from ckdsnn_events.events.types import make_events
+from ckdsnn_events.events.types import EVENT_DTYPE, make_events
 from conftest import random_events, real_fixture
 
 
@@ -127,6 +127,56 @@ def test_events_outside_the_sensor_raise():
         to_count_frames(events, (128, 128, 2))
     with pytest.raises(ValueError, match="sensor size"):
         to_count_frames_batch([events], sensor_size=(128, 128, 2))
+
+
+def _as_fields(events: np.ndarray, x_dtype=np.int16) -> np.ndarray:
+    """The same events in tonic's field order and dtypes: the kernel's x/y/p (fallback) path."""
+    other = np.empty(len(events), dtype=[("x", x_dtype), ("y", x_dtype), ("t", np.int64), ("p", bool)])
+    for k in "xytp":
+        other[k] = events[k]
+    return other
+
+
+def test_raw_byte_and_field_paths_agree_with_a_plain_numpy_count():
+    events = random_events(10_003, seed=21, width=346, height=260)  # DAVIS346: not powers of two
+    starts = bin_boundaries(events["t"], 7)
+    expected = np.zeros((7, 2, 30, 40), dtype=np.uint16)
+    b = np.searchsorted(starts, np.arange(len(events)), side="right") - 1
+    np.add.at(expected, (b, events["p"].astype(int), events["y"] * 30 // 260, events["x"] * 40 // 346), 1)
+    strided = np.zeros(2 * len(events), dtype=events.dtype)
+    strided[::2] = events  # a non-contiguous view of the same events takes the x/y/p path
+    for form in (events, _as_fields(events), _as_fields(events, np.int64), strided[::2]):
+        np.testing.assert_array_equal(to_count_frames(form, (346, 260, 2), (30, 40), 7), expected)
+        np.testing.assert_array_equal(to_count_frames_batch([form], sensor_size=(346, 260, 2), size=(30, 40), timesteps=7)[0], expected)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("x", 346), ("x", 511), ("y", 260), ("y", 65535), ("x", 1 << 16), ("x", -1), ("x", 1 << 40), ("p", 2)],
+)
+def test_every_off_sensor_event_is_caught_on_both_paths(field, value):
+    # 346 and 511 share the sensor's 9 bits, 65535 is the largest uint16, 2**16, -1 and 2**40 only
+    # fit wider or signed fields, and p = 2 can only come from raw bytes or integer fields
+    events = random_events(1000, seed=22, width=346, height=260)
+    wide = _as_fields(events, np.int64)
+    wide["p"] = events["p"]
+    forms = [wide]
+    if field in ("x", "y") and -(1 << 15) <= value < 1 << 15:
+        forms.append(_as_fields(events))  # int16 fields, as tonic stores them
+    if field in ("x", "y") and 0 <= value < 1 << 16:
+        forms.append(events.copy())
+    for form in forms:
+        if field == "p":
+            form = np.empty(len(events), dtype=[("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.uint8)])
+            for k in "xytp":
+                form[k] = events[k]
+        form[field][617] = value
+        with pytest.raises(ValueError, match="sensor size|polarity"):
+            to_count_frames(form, (346, 260, 2), (30, 40), 5)
+    raw = events.copy()
+    raw.view(np.uint8).reshape(-1, EVENT_DTYPE.itemsize)[400, EVENT_DTYPE.fields["p"][1]] = 2  # a bool byte of 2
+    with pytest.raises(ValueError, match="sensor size"):
+        to_count_frames(raw, (346, 260, 2), (30, 40), 5)
 
 
 def test_other_field_dtypes_and_empty_input():

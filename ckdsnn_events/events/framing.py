@@ -27,6 +27,9 @@ from typing import Literal
 
 import numba
 import numpy as np
+from llvmlite import ir as llvm_ir
+from numba import types
+from numba.extending import intrinsic, overload
 
 from ckdsnn_events.events.types import EVENT_DTYPE
 
@@ -75,141 +78,181 @@ def downsample_lut(sensor_extent: int, out_extent: int) -> np.ndarray:
     return np.arange(sensor_extent, dtype=np.int64) * out_extent // sensor_extent
 
 
-@functools.lru_cache(maxsize=16)
-def pixel_lut(sensor_size: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndarray, int]:
-    """One lookup table from a sensor pixel to its downsampled frame pixel.
+# A packed event is one uint64 ``x << 24 | y << 40 | p << 56`` (bits 0..23 unused): exactly the
+# bytes 5..12 of an EVENT_DTYPE record, so one unaligned load reads it. Two tables indexed by the
+# raw 16-bit fields turn it into the offset of its counter within one (2, H, W) bin:
+# ``y_table[p << 16 | y] + x_table[x]``. Entries for coordinates outside the sensor hold _FLAG
+# (bit 32): the OR of all offsets reveals an off-sensor event after the loop, while the low 32
+# bits (the index used) stay inside the bin, so nothing is written out of bounds and the check
+# costs one OR per event instead of compares and branches. The tables are large (1.5 MiB) but
+# only the entries of real coordinates are ever touched, so they cost no cache space.
+_FLAG = 1 << 32
+_EVENT_BYTES = EVENT_DTYPE.itemsize
+# byte offset of those 8 bytes within a record (t's top 3 bytes, then x, y and p)
+_XYP_WORD = EVENT_DTYPE.fields["p"][1] + 1 - 8
+
+
+@functools.lru_cache(maxsize=4)
+def offset_tables(sensor_size: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Lookup tables from sensor coordinates to the counter offset within one (2, H, W) bin.
 
     Returns:
-        ``(lut, x_bits)``: ``lut[(y << x_bits) | x] = y_out * W + x_out`` (uint32, read-only),
-        where ``x_bits`` is the number of bits a sensor x coordinate needs.
+        ``(x_table, y_table)``, uint64 and read-only: ``x_table[x] = x * W // W_in`` (shape
+        (65536,)), ``y_table[p << 16 | y] = p*H*W + (y * H // H_in) * W`` (shape (131072,));
+        entries for ``x >= W_in`` or ``y >= H_in`` hold ``_FLAG``.
     """
     width_in, height_in = sensor_size
     height, width = size
-    x_bits = max(1, int(width_in - 1).bit_length())
-    lut = np.zeros((height_in, 1 << x_bits), dtype=np.uint32)
-    lut[:, :width_in] = (
-        downsample_lut(height_in, height)[:, None] * width + downsample_lut(width_in, width)[None, :]
-    )
-    lut = lut.reshape(-1)
-    lut.flags.writeable = False
-    return lut, x_bits
+    if not 0 < width_in <= 1 << 16 or not 0 < height_in <= 1 << 16:
+        raise ValueError(f"sensor size {sensor_size} must be between 1 and 65536 pixels per side")
+    x_table = np.full(1 << 16, _FLAG, dtype=np.uint64)
+    x_table[:width_in] = downsample_lut(width_in, width)
+    y_table = np.full((2, 1 << 16), _FLAG, dtype=np.uint64)
+    rows = downsample_lut(height_in, height) * width
+    y_table[0, :height_in] = rows
+    y_table[1, :height_in] = rows + height * width
+    y_table = y_table.reshape(-1)
+    for table in (x_table, y_table):
+        table.flags.writeable = False
+    return x_table, y_table
 
 
-# Events are handled in blocks: first the frame index of every event of the block (a streaming
-# pass over the strided x/y/p fields), then the increments. Splitting the two passes doubled the
-# throughput on the strided fields of a structured array compared with one fused loop.
-_BLOCK = 2048
+@intrinsic
+def _load_u64(typingctx, data, offset):  # pragma: no cover - compiled
+    """Unaligned native-endian load of the 8 bytes ``data[offset:offset + 8]`` (uint8 array)."""
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        byte_ptr = builder.gep(array.data, [args[1]])
+        word_ptr = builder.bitcast(byte_ptr, llvm_ir.IntType(64).as_pointer())
+        return builder.load(word_ptr, align=1)
+
+    return types.uint64(data, offset), codegen
+
+
+def _packed_event(source, i):  # pragma: no cover - replaced by the overload below
+    raise NotImplementedError
+
+
+@overload(_packed_event, inline="always")
+def _packed_event_impl(source, i):  # pragma: no cover - compiled
+    """Event i as ``x << 24 | y << 40 | p << 56``; bits >= 57 set if it cannot be on any sensor.
+
+    ``source`` is either the raw bytes of an EVENT_DTYPE array (one unaligned load per event
+    instead of three strided ones) or a tuple ``(x, y, p)`` of integer arrays (p as uint8).
+    """
+    if isinstance(source, types.Array):
+
+        def from_bytes(source, i):
+            return _load_u64(source, i * _EVENT_BYTES + _XYP_WORD)
+
+        return from_bytes
+
+    def from_fields(source, i):
+        x = np.uint64(source[0][i])
+        y = np.uint64(source[1][i])
+        p = np.uint64(source[2][i])
+        wide = np.uint64(((x | y) >> np.uint64(16)) != 0)  # > 16 bits or negative
+        return (
+            ((x & np.uint64(0xFFFF)) << np.uint64(24))
+            | ((y & np.uint64(0xFFFF)) << np.uint64(40))
+            | (p << np.uint64(56))
+            | (wide << np.uint64(57))
+        )
+
+    return from_fields
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _increment(flat, scratch, m, saturate):  # pragma: no cover - compiled
-    if saturate:
-        for j in range(m):
-            if flat[scratch[j]] != _UINT16_MAX:
-                flat[scratch[j]] += 1
-    else:
-        for j in range(m):
-            flat[scratch[j]] += 1
+def _offset(v, x_table, y_table):  # pragma: no cover - compiled
+    """Counter offset of packed event v within its bin (low 32 bits), _FLAG if off the sensor."""
+    return y_table[(v >> np.uint64(40)) & np.uint64(0x1FFFF)] + x_table[(v >> np.uint64(24)) & np.uint64(0xFFFF)]
 
 
 @numba.njit(cache=True, nogil=True)
-def _accumulate(x, y, p, starts, lut, x_bits, width_in, height_in, out):  # pragma: no cover
+def _count_events(source, starts, x_table, y_table, out):  # pragma: no cover - compiled
     """Add events into ``out`` (T, 2, H, W) uint16, bin b taking events [starts[b], starts[b+1]).
 
-    ``p`` must be uint8 (a view of the bool field): loading bools costs a third of the speed.
-    Returns False (leaving ``out`` partly filled) if an event lies outside the sensor or has a
-    polarity above 1; the check rides along in the streaming pass instead of costing two more.
+    Returns False (``out`` then holds meaningless counts, never an out-of-bounds write) if an
+    event lies off the sensor or has a polarity above 1.
+
+    Events go in groups of 8 whose counters are all addressed before any is incremented: on
+    CPUs that hold each load until the addresses of all older stores are known, a plain
+    ``counts[offset[i]] += 1`` loop waits on every event (~10 cycles each on this project's
+    AMD EPYC machines); grouping (with the tables above) made the kernel 1.9x faster there.
     """
-    timesteps = out.shape[0]
-    plane = np.uint64(out.shape[2] * out.shape[3])
+    bin_size = out.shape[1] * out.shape[2] * out.shape[3]
     flat = out.reshape(-1)
-    shift = np.uint64(x_bits)
-    scratch = np.empty(_BLOCK, dtype=np.uint32)
-    for b in range(timesteps):
-        base = np.uint64(b) * np.uint64(2) * plane
-        lo = np.uint64(starts[b])
-        hi = np.uint64(starts[b + 1])
-        # a pixel can only overflow uint16 when its bin holds >= 65535 events
-        saturate = hi - lo >= np.uint64(_UINT16_MAX)
-        while lo < hi:
-            m = min(np.uint64(_BLOCK), hi - lo)
-            for j in range(m):
-                i = lo + j
-                if x[i] >= width_in or y[i] >= height_in or p[i] > 1:
-                    return False
-                scratch[j] = (
-                    base
-                    + np.uint64(p[i]) * plane
-                    + np.uint64(lut[(np.uint64(y[i]) << shift) | np.uint64(x[i])])
-                )
-            _increment(flat, scratch, m, saturate)
-            lo += m
-    return True
-
-
-@numba.njit(cache=True, nogil=True)
-def _accumulate_words(words, starts, lut, x_bits, width_in, height_in, out):  # pragma: no cover
-    """:func:`_accumulate` for ``EVENT_DTYPE`` arrays read as one unaligned uint64 per event.
-
-    ``words[i]`` holds bytes 5..12 of event i (t's top 3 bytes, x, y, p; little-endian): one
-    load per event instead of three strided ones, ~12% faster on CIFAR10-DVS-like recordings.
-    """
-    timesteps = out.shape[0]
-    plane = np.uint64(out.shape[2] * out.shape[3])
-    flat = out.reshape(-1)
-    shift = np.uint64(x_bits)
-    scratch = np.empty(_BLOCK, dtype=np.uint32)
-    for b in range(timesteps):
-        base = np.uint64(b) * np.uint64(2) * plane
-        lo = np.uint64(starts[b])
-        hi = np.uint64(starts[b + 1])
-        saturate = hi - lo >= np.uint64(_UINT16_MAX)
-        while lo < hi:
-            m = min(np.uint64(_BLOCK), hi - lo)
-            for j in range(m):
-                w = np.uint64(words[lo + j])
-                xi = (w >> np.uint64(24)) & np.uint64(0xFFFF)
-                yi = (w >> np.uint64(40)) & np.uint64(0xFFFF)
-                pi = w >> np.uint64(56)
-                if xi >= np.uint64(width_in) or yi >= np.uint64(height_in) or pi > np.uint64(1):
-                    return False
-                scratch[j] = base + pi * plane + np.uint64(lut[(yi << shift) | xi])
-            _increment(flat, scratch, m, saturate)
-            lo += m
-    return True
+    seen = np.uint64(0)
+    flags = np.uint64(0)
+    for b in range(out.shape[0]):
+        counts = flat[b * bin_size:(b + 1) * bin_size]
+        i, hi = starts[b], starts[b + 1]
+        if hi - i >= _UINT16_MAX:  # only such a bin can overflow a uint16 counter: saturate
+            for j in range(i, hi):
+                v = _packed_event(source, j)
+                k = _offset(v, x_table, y_table)
+                seen |= v
+                flags |= k
+                if counts[np.uint32(k)] != _UINT16_MAX:
+                    counts[np.uint32(k)] += 1
+            continue
+        while i + 8 <= hi:
+            v0 = _packed_event(source, i)
+            v1 = _packed_event(source, i + 1)
+            v2 = _packed_event(source, i + 2)
+            v3 = _packed_event(source, i + 3)
+            v4 = _packed_event(source, i + 4)
+            v5 = _packed_event(source, i + 5)
+            v6 = _packed_event(source, i + 6)
+            v7 = _packed_event(source, i + 7)
+            k0 = _offset(v0, x_table, y_table)
+            k1 = _offset(v1, x_table, y_table)
+            k2 = _offset(v2, x_table, y_table)
+            k3 = _offset(v3, x_table, y_table)
+            k4 = _offset(v4, x_table, y_table)
+            k5 = _offset(v5, x_table, y_table)
+            k6 = _offset(v6, x_table, y_table)
+            k7 = _offset(v7, x_table, y_table)
+            seen |= v0 | v1 | v2 | v3 | v4 | v5 | v6 | v7
+            flags |= k0 | k1 | k2 | k3 | k4 | k5 | k6 | k7
+            counts[np.uint32(k0)] += 1
+            counts[np.uint32(k1)] += 1
+            counts[np.uint32(k2)] += 1
+            counts[np.uint32(k3)] += 1
+            counts[np.uint32(k4)] += 1
+            counts[np.uint32(k5)] += 1
+            counts[np.uint32(k6)] += 1
+            counts[np.uint32(k7)] += 1
+            i += 8
+        for j in range(i, hi):
+            v = _packed_event(source, j)
+            k = _offset(v, x_table, y_table)
+            seen |= v
+            flags |= k
+            counts[np.uint32(k)] += 1
+    return (seen >> np.uint64(57)) == 0 and (flags >> np.uint64(32)) == 0
 
 
 @numba.njit(cache=True, parallel=True)
-def _accumulate_many(x, y, p, starts, lut, x_bits, width_in, height_in, out):  # pragma: no cover
-    """Batched :func:`_accumulate`: sample n uses ``starts[n]`` (absolute indices) and ``out[n]``."""
+def _count_many(source, starts, x_table, y_table, out):  # pragma: no cover - compiled
+    """Batched :func:`_count_events`: sample n uses ``starts[n]`` (absolute indices) and ``out[n]``."""
     ok = np.ones(out.shape[0], dtype=np.bool_)
     for n in numba.prange(out.shape[0]):
-        ok[n] = _accumulate(x, y, p, starts[n], lut, x_bits, width_in, height_in, out[n])
+        ok[n] = _count_events(source, starts[n], x_table, y_table, out[n])
     return ok.all()
 
 
-@numba.njit(cache=True, parallel=True)
-def _accumulate_many_words(words, starts, lut, x_bits, width_in, height_in, out):  # pragma: no cover
-    """Batched :func:`_accumulate_words`."""
-    ok = np.ones(out.shape[0], dtype=np.bool_)
-    for n in numba.prange(out.shape[0]):
-        ok[n] = _accumulate_words(words, starts[n], lut, x_bits, width_in, height_in, out[n])
-    return ok.all()
-
-
-def _event_words(events: np.ndarray) -> np.ndarray | None:
-    """A uint64 view of bytes 5..12 of each event, if ``events`` is a plain 1-D EVENT_DTYPE array."""
+def _event_bytes(events: np.ndarray) -> np.ndarray | None:
+    """The raw bytes of ``events`` (uint8, no copy) if it is a contiguous 1-D EVENT_DTYPE array."""
     if (
         events.dtype != EVENT_DTYPE
         or events.ndim != 1
-        or events.shape[0] == 0
-        or events.strides[0] != EVENT_DTYPE.itemsize
+        or not events.flags.c_contiguous
         or sys.byteorder != "little"
     ):
         return None
-    return np.ndarray(
-        shape=events.shape, dtype="<u8", buffer=events, offset=5, strides=(EVENT_DTYPE.itemsize,)
-    )
+    return events.view(np.uint8)
 
 
 def _as_uint8(p: np.ndarray) -> np.ndarray:
@@ -219,6 +262,22 @@ def _as_uint8(p: np.ndarray) -> np.ndarray:
     if p.size and (int(p.min()) < 0 or int(p.max()) > 1):
         raise ValueError("polarity must be 0 or 1")
     return p.astype(np.uint8)
+
+
+def _as_uint16(coordinate: np.ndarray) -> np.ndarray:
+    """16-bit coordinates viewed as uint16 (no copy): negative ones become >= 32768, off any
+    real sensor, and the kernel can skip its check for values wider than 16 bits."""
+    if coordinate.dtype.kind in "iu" and coordinate.dtype.itemsize == 2:
+        return coordinate.view(np.uint16)
+    return coordinate
+
+
+def _count(events: np.ndarray, starts: np.ndarray, tables: tuple, out: np.ndarray, batched: bool) -> bool:
+    """Run the kernel on the raw bytes of ``events`` where possible, else on its x/y/p fields."""
+    source = _event_bytes(events)
+    if source is None:
+        source = (_as_uint16(events["x"]), _as_uint16(events["y"]), _as_uint8(events["p"]))
+    return (_count_many if batched else _count_events)(source, starts, *tables, out)
 
 
 def _outside_sensor(sensor_size: Sequence[int]) -> ValueError:
@@ -253,14 +312,8 @@ def to_count_frames(
     width_in, height_in = int(sensor_size[0]), int(sensor_size[1])
     starts = bin_boundaries(events["t"], timesteps, bins, window_us)
     out = np.zeros((timesteps, 2, height, width), dtype=np.uint16)
-    lut, x_bits = pixel_lut((width_in, height_in), (height, width))
-    words = _event_words(events)
-    if words is not None:
-        ok = _accumulate_words(words, starts, lut, x_bits, width_in, height_in, out)
-    else:
-        p = _as_uint8(events["p"])
-        ok = _accumulate(events["x"], events["y"], p, starts, lut, x_bits, width_in, height_in, out)
-    if not ok:
+    tables = offset_tables((width_in, height_in), (height, width))
+    if not _count(events, starts, tables, out, batched=False):
         raise _outside_sensor(sensor_size)
     return out
 
@@ -305,15 +358,7 @@ def to_count_frames_batch(
     if num_threads is not None:
         numba.set_num_threads(num_threads)
     try:
-        lut, x_bits = pixel_lut((width_in, height_in), (height, width))
-        words = _event_words(events)
-        if words is not None:
-            ok = _accumulate_many_words(words, starts, lut, x_bits, width_in, height_in, out)
-        else:
-            ok = _accumulate_many(
-                events["x"], events["y"], _as_uint8(events["p"]), starts, lut, x_bits,
-                width_in, height_in, out,
-            )
+        ok = _count(events, starts, offset_tables((width_in, height_in), (height, width)), out, batched=True)
     finally:
         numba.set_num_threads(previous)
     if not ok:
