@@ -211,3 +211,15 @@ def test_transform_inside_tonic_compose():
 def test_transform_rejects_bad_parameters(kwargs):
     with pytest.raises(ValueError):
         ToCountFrames(**kwargs)
+
+
+def test_offset_tables_reject_sizes_the_kernel_cannot_index():
+    from ckdsnn_events.events.framing import offset_tables
+
+    with pytest.raises(ValueError, match="65536 pixels"):
+        offset_tables((70_000, 128), (48, 48))
+    with pytest.raises(ValueError, match="too large"):
+        offset_tables((128, 128), (50_000, 50_000))
+    x_table, y_table = offset_tables((346, 260), (30, 40))
+    assert x_table[345] == 345 * 40 // 346 and x_table[346] >= 1 << 32
+    assert y_table[(1 << 16) | 259] == 30 * 40 + (259 * 30 // 260) * 40 and y_table[260] >= 1 << 32

@@ -105,6 +105,8 @@ def offset_tables(sensor_size: tuple[int, int], size: tuple[int, int]) -> tuple[
     height, width = size
     if not 0 < width_in <= 1 << 16 or not 0 < height_in <= 1 << 16:
         raise ValueError(f"sensor size {sensor_size} must be between 1 and 65536 pixels per side")
+    if 2 * height * width >= _FLAG:
+        raise ValueError(f"frames of {height}x{width} pixels are too large for 32-bit counter offsets")
     x_table = np.full(1 << 16, _FLAG, dtype=np.uint64)
     x_table[:width_in] = downsample_lut(width_in, width)
     y_table = np.full((2, 1 << 16), _FLAG, dtype=np.uint64)
