@@ -17,7 +17,7 @@ from ckdsnn_events.events.aedat2 import (
     write_aedat2_raw,
 )
 from ckdsnn_events.events.npz import read_npz
-from conftest import random_events, real_fixture
+from conftest import REAL_FIXTURES, random_events, real_fixture
 
 
 def _independent_parse(path):
@@ -118,6 +118,26 @@ def test_external_events_are_dropped(tmp_path):
     write_aedat2_raw(tmp_path / "ext.aedat", address, events["t"])
     back = read_aedat2(tmp_path / "ext.aedat")
     np.testing.assert_array_equal(back, np.delete(events, 3))
+
+
+def test_record_kernel_equals_the_numpy_decoder(tmp_path, monkeypatch):
+    """The numba decoder writes raw record bytes; the numpy path (hosts without that byte layout)
+    must read every file, real ones included, to the same events, and reject the same ones."""
+    events = random_events(5000, seed=6)
+    address = encode_dvs128(events["x"], events["y"], events["p"])
+    address[[0, 17, 4999]] |= 0x8000  # external events at both ends and inside
+    write_aedat2_raw(tmp_path / "ext.aedat", address, events["t"])
+    real = [REAL_FIXTURES / name for name in ("alex_walking_again.aedat", "neal_walking.aedat")]
+    files = [tmp_path / "ext.aedat"] + [path for path in real if path.is_file()]
+    fast = [read_aedat2(p) for p in files]
+    import ckdsnn_events.events.aedat2 as aedat2
+
+    monkeypatch.setattr(aedat2, "record_bytes", lambda events: None)
+    for path, expected in zip(files, fast):
+        np.testing.assert_array_equal(read_aedat2(path), expected)
+    (tmp_path / "bad.aedat").write_bytes(b"#!AER-DAT2.0\r\n" + struct.pack(">IIII", 2, 5, 0x10000, 6))
+    with pytest.raises(UserError, match="0x00010000 of event 1"):
+        read_aedat2(tmp_path / "bad.aedat")
 
 
 @pytest.mark.parametrize(

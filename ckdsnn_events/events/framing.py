@@ -21,17 +21,15 @@ integer pixels. Counts saturate at 65535 (uint16).
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Sequence
 from typing import Literal
 
 import numba
 import numpy as np
-from llvmlite import ir as llvm_ir
 from numba import types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
-from ckdsnn_events.events.types import EVENT_DTYPE
+from ckdsnn_events.events.records import RECORD_BYTES, XYP_OFFSET, load_u64, record_bytes
 
 Bins = Literal["count", "time", "window"]
 BIN_MODES = ("count", "time", "window")
@@ -87,9 +85,6 @@ def downsample_lut(sensor_extent: int, out_extent: int) -> np.ndarray:
 # costs one OR per event instead of compares and branches. The tables are large (1.5 MiB) but
 # only the entries of real coordinates are ever touched, so they cost no cache space.
 _FLAG = 1 << 32
-_EVENT_BYTES = EVENT_DTYPE.itemsize
-# byte offset of those 8 bytes within a record (t's top 3 bytes, then x, y and p)
-_XYP_WORD = EVENT_DTYPE.fields["p"][1] + 1 - 8
 
 
 @functools.lru_cache(maxsize=4)
@@ -119,19 +114,6 @@ def offset_tables(sensor_size: tuple[int, int], size: tuple[int, int]) -> tuple[
     return x_table, y_table
 
 
-@intrinsic
-def _load_u64(typingctx, data, offset):  # pragma: no cover - compiled
-    """Unaligned native-endian load of the 8 bytes ``data[offset:offset + 8]`` (uint8 array)."""
-
-    def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        byte_ptr = builder.gep(array.data, [args[1]])
-        word_ptr = builder.bitcast(byte_ptr, llvm_ir.IntType(64).as_pointer())
-        return builder.load(word_ptr, align=1)
-
-    return types.uint64(data, offset), codegen
-
-
 def _packed_event(source, i):  # pragma: no cover - replaced by the overload below
     raise NotImplementedError
 
@@ -146,7 +128,7 @@ def _packed_event_impl(source, i):  # pragma: no cover - compiled
     if isinstance(source, types.Array):
 
         def from_bytes(source, i):
-            return _load_u64(source, i * _EVENT_BYTES + _XYP_WORD)
+            return load_u64(source, i * RECORD_BYTES + XYP_OFFSET)
 
         return from_bytes
 
@@ -245,18 +227,6 @@ def _count_many(source, starts, x_table, y_table, out):  # pragma: no cover - co
     return ok.all()
 
 
-def _event_bytes(events: np.ndarray) -> np.ndarray | None:
-    """The raw bytes of ``events`` (uint8, no copy) if it is a contiguous 1-D EVENT_DTYPE array."""
-    if (
-        events.dtype != EVENT_DTYPE
-        or events.ndim != 1
-        or not events.flags.c_contiguous
-        or sys.byteorder != "little"
-    ):
-        return None
-    return events.view(np.uint8)
-
-
 def _as_uint8(p: np.ndarray) -> np.ndarray:
     """Polarity as uint8 without a copy where possible (bool fields are viewed, not converted)."""
     if p.dtype == np.bool_ or p.dtype == np.uint8:
@@ -276,7 +246,7 @@ def _as_uint16(coordinate: np.ndarray) -> np.ndarray:
 
 def _count(events: np.ndarray, starts: np.ndarray, tables: tuple, out: np.ndarray, batched: bool) -> bool:
     """Run the kernel on the raw bytes of ``events`` where possible, else on its x/y/p fields."""
-    source = _event_bytes(events)
+    source = record_bytes(events)
     if source is None:
         source = (_as_uint16(events["x"]), _as_uint16(events["y"]), _as_uint8(events["p"]))
     return (_count_many if batched else _count_events)(source, starts, *tables, out)

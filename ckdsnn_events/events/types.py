@@ -17,6 +17,7 @@ How each on-disk form maps to it is documented in the reader of that form
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ckdsnn_events.errors import UserError
@@ -49,23 +50,33 @@ def check_events(
     """
     if events.shape[0] == 0:
         raise UserError(f"{source}: the recording holds no events. Remove the file or re-export it.")
+    x_max, y_max, first_decrease = _scan(events["t"], events["x"], events["y"])
     if sensor_size is not None:
         width, height = sensor_size[0], sensor_size[1]
-        x_max, y_max = int(events["x"].max()), int(events["y"].max())
         if x_max >= width or y_max >= height:
             raise UserError(
                 f"{source}: event coordinates reach x={x_max}, y={y_max}, outside the "
                 f"{width}x{height} sensor. The file is not a recording of this dataset's sensor "
                 "(or it is corrupt); check --dataset / --sensor-size."
             )
-    t = events["t"]
-    if t.shape[0] > 1:
-        steps = np.diff(t.astype(np.int64))
-        if (steps < 0).any():
-            first = int(np.flatnonzero(steps < 0)[0]) + 1
-            raise UserError(
-                f"{source}: timestamps decrease at event {first} "
-                f"({int(t[first - 1])} us -> {int(t[first])} us). The recording is corrupt or "
-                "was written out of order; re-export it, or pass --skip-bad to leave it out."
-            )
+    if first_decrease >= 0:
+        t, first = events["t"], first_decrease
+        raise UserError(
+            f"{source}: timestamps decrease at event {first} "
+            f"({int(t[first - 1])} us -> {int(t[first])} us). The recording is corrupt or "
+            "was written out of order; re-export it, or pass --skip-bad to leave it out."
+        )
     return events
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan(t, x, y):  # pragma: no cover - compiled
+    """``(max x, max y, index of the first timestamp below the one before it, or -1)`` in one
+    pass over a non-empty recording (numpy needs four, plus an int64 copy of t)."""
+    x_max, y_max = x[0], y[0]
+    for i in range(1, t.shape[0]):
+        if t[i] < t[i - 1]:
+            return max(int(x_max), int(x[i:].max())), max(int(y_max), int(y[i:].max())), i
+        x_max = max(x_max, x[i])
+        y_max = max(y_max, y[i])
+    return int(x_max), int(y_max), -1
