@@ -21,7 +21,6 @@ events. External events (bit 15) carry no pixel and are dropped.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numba
@@ -35,7 +34,6 @@ from ckdsnn_events.events.types import DVS128_SENSOR_SIZE, EVENT_DTYPE, check_ev
 
 VERSION_LINE = b"#!AER-DAT2.0"
 _RECORD_BYTES = 8
-_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def _header_end(data: bytes, source: str) -> int:
@@ -140,10 +138,8 @@ def encode_dvs128(x: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _from_big_endian(word):  # pragma: no cover - compiled
-    """A uint32 read in native order from big-endian bytes, put right (LLVM emits one bswap)."""
-    if _LITTLE_ENDIAN:
-        return ((word >> 24) & 0xFF) | ((word >> 8) & 0xFF00) | ((word & 0xFF00) << 8) | ((word & 0xFF) << 24)
-    return word
+    """A uint32 of big-endian bytes read on a little-endian host, put right (one bswap)."""
+    return ((word >> 24) & 0xFF) | ((word >> 8) & 0xFF00) | ((word & 0xFF00) << 8) | ((word & 0xFF) << 24)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -151,8 +147,10 @@ def _decode_records(words, records):  # pragma: no cover - compiled
     """One pass of :func:`decode_dvs128` + packing over the payload ``words`` (uint32, (2N,)).
 
     Writes the pixel events to the front of ``records`` (the byte view of an EVENT_DTYPE array
-    of N events) and returns ``(number written, index of the first address using bits above
-    15, or -1)``. 6x faster than the numpy version, whose decoding was 60 % of ``preprocess``.
+    of N events, so only on hosts where :func:`record_bytes` gives one: little-endian ones) and
+    returns ``(number written, index of the first address using bits above 15, or -1)``. 3x
+    faster than the numpy version (0.5 vs 1.7 ms for 200k events), which was 60 % of
+    ``preprocess``.
     """
     kept = 0
     for i in range(words.shape[0] // 2):

@@ -29,7 +29,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ckdsnn_events.events.records import RECORD_BYTES, XYP_OFFSET, load_u64, record_bytes
+from ckdsnn_events.events.records import RECORD_BYTES, XYP_OFFSET, load_u64, pack_xyp, record_bytes
 
 Bins = Literal["count", "time", "window"]
 BIN_MODES = ("count", "time", "window")
@@ -76,8 +76,8 @@ def downsample_lut(sensor_extent: int, out_extent: int) -> np.ndarray:
     return np.arange(sensor_extent, dtype=np.int64) * out_extent // sensor_extent
 
 
-# A packed event is one uint64 ``x << 24 | y << 40 | p << 56`` (bits 0..23 unused): exactly the
-# bytes 5..12 of an EVENT_DTYPE record, so one unaligned load reads it. Two tables indexed by the
+# A packed event is one uint64 ``x << 24 | y << 40 | p << 56`` (bits 0..23 unused): bytes 5..12
+# of an EVENT_DTYPE record (:mod:`ckdsnn_events.events.records`), so one unaligned load reads it. Two tables indexed by the
 # raw 16-bit fields turn it into the offset of its counter within one (2, H, W) bin:
 # ``y_table[p << 16 | y] + x_table[x]``. Entries for coordinates outside the sensor hold _FLAG
 # (bit 32): the OR of all offsets reveals an off-sensor event after the loop, while the low 32
@@ -137,12 +137,8 @@ def _packed_event_impl(source, i):  # pragma: no cover - compiled
         y = np.uint64(source[1][i])
         p = np.uint64(source[2][i])
         wide = np.uint64(((x | y) >> np.uint64(16)) != 0)  # > 16 bits or negative
-        return (
-            ((x & np.uint64(0xFFFF)) << np.uint64(24))
-            | ((y & np.uint64(0xFFFF)) << np.uint64(40))
-            | (p << np.uint64(56))
-            | (wide << np.uint64(57))
-        )
+        xyp = pack_xyp(np.uint64(0), x & np.uint64(0xFFFF), y & np.uint64(0xFFFF), p)
+        return xyp | (wide << np.uint64(57))
 
     return from_fields
 
