@@ -95,8 +95,13 @@ def read_aedat2_raw(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         UserError: empty, headerless, wrong-version or truncated files.
     """
-    words = _read_payload(path).view(">u4").reshape(-1, 2)
-    return words[:, 0].astype(np.uint32), words[:, 1].astype(np.uint32)
+    return _split_records(_read_payload(path))
+
+
+def _split_records(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Payload words (native uint32, big-endian bytes) -> ``(address, timestamp)`` uint32 arrays."""
+    records = words.view(">u4").reshape(-1, 2)
+    return records[:, 0].astype(np.uint32), records[:, 1].astype(np.uint32)
 
 
 def _not_dvs128(source: str, address: int, index: int) -> UserError:
@@ -179,8 +184,9 @@ def read_aedat2(path: str | os.PathLike, check: bool = True) -> np.ndarray:
     events = np.empty(words.shape[0] // 2, dtype=EVENT_DTYPE)
     records = record_bytes(events)
     if records is None:  # a host without the record byte layout: decode with numpy
-        x, y, p, keep = decode_dvs128(words.view(">u4")[0::2].astype(np.uint32), source)
-        events = make_events(words.view(">u4")[1::2][keep], x[keep], y[keep], p[keep])
+        address, timestamp = _split_records(words)
+        x, y, p, keep = decode_dvs128(address, source)
+        events = make_events(timestamp[keep], x[keep], y[keep], p[keep])
         kept, bad = len(events), -1
     else:
         kept, bad = _decode_records(words, records)
