@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -164,8 +165,10 @@ def test_cli_train_teacher_distill_evaluate(tiny_frames, tmp_path):
 def test_evaluate_bad_checkpoints(tmp_path):
     assert_user_error(cli("evaluate", "--checkpoint", str(tmp_path / "missing.pt")), "does not exist")
     corrupt = tmp_path / "corrupt.pt"
-    corrupt.write_bytes(os.urandom(300))
-    assert_user_error(cli("evaluate", "--checkpoint", str(corrupt)), "not a readable checkpoint")
+    # random bytes that make torch.load raise UnpicklingError, IndexError, UnicodeDecodeError, KeyError
+    for seed in (0, 17, 54, 62):
+        corrupt.write_bytes(np.random.default_rng(seed).integers(0, 256, 300, dtype=np.uint8).tobytes())
+        assert_user_error(cli("evaluate", "--checkpoint", str(corrupt)), "not a readable checkpoint")
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     assert_user_error(cli("evaluate", "--checkpoint", str(foreign)), "not a ckdsnn-events checkpoint")
