@@ -23,33 +23,17 @@ from tqdm import tqdm
 from ckdsnn_events import distributed
 from ckdsnn_events.checkpoints import load_checkpoint, load_model_state, save_checkpoint
 from ckdsnn_events.config import to_dict
-from ckdsnn_events.data.loaders import DatasetInfo, build_loaders
+from ckdsnn_events.data.loaders import build_loaders
 from ckdsnn_events.distill.config import OptimConfig, RunConfig
 from ckdsnn_events.distill.losses import DistillationLoss
 from ckdsnn_events.errors import UserError
-from ckdsnn_events.models import LIF, LIFParameters, build_student, build_teacher, reuse_freed_memory
+from ckdsnn_events.distill.runs import check_run_dir_free, make_model, neuron_parameters, prepare_device
+from ckdsnn_events.models import LIF
 
 METRIC_COLUMNS = (
     "epoch", "lr", "seconds", "train_loss", "train_ce", "train_samd", "train_nld", "train_kd",
     "train_feature_kd", "train_acc", "val_acc", "val_loss", "test_acc", "test_loss", "firing_rate",
 )
-
-
-def pick_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when available (the local rank's GPU under torchrun), else CPU."""
-    import os
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"device '{name}' is not a torch device; use auto, cpu, cuda or cuda:N.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' asked for, but CUDA is not available here; use --device cpu.")
-    return device
 
 
 def autocast(device: torch.device, precision: str):
@@ -91,16 +75,6 @@ class FiringRate:
     def close(self) -> None:
         for handle in self.handles:
             handle.remove()
-
-
-def make_model(kind: str, config: RunConfig, info: DatasetInfo) -> nn.Module:
-    """The teacher or student the config names, for the dataset ``info`` describes."""
-    m = config.model
-    if kind == "teacher":
-        return build_teacher(m.teacher, num_classes=info.num_classes, in_channels=info.in_channels, width=m.teacher_width)
-    neuron = LIFParameters(decay=m.decay, v_th=m.threshold, reset=m.reset, surrogate_width=m.surrogate_width)
-    return build_student(m.student, num_classes=info.num_classes, in_channels=info.in_channels,
-                         width=m.student_width, neuron=neuron)
 
 
 @torch.no_grad()
@@ -171,9 +145,7 @@ def fit(
     """
     optim = optim or config.optim
     run_dir = Path(run_dir)
-    device = pick_device(config.device)
-    if device.type == "cpu":
-        reuse_freed_memory()  # keep freed activations in the heap: ~1.8x faster CPU student steps
+    device = prepare_device(config.device)
     dist = distributed.setup(device)
     data_config = replace(config.data, distributed=dist.enabled, world_size=dist.world_size, rank=dist.rank,
                           seed=config.seed)
@@ -202,6 +174,7 @@ def fit(
     last_path, best_path, metrics_path = run_dir / "last.pt", run_dir / "best.pt", run_dir / "metrics.csv"
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+    check_run_dir_free(run_dir, resume)
     if resume and last_path.exists():
         state = load_checkpoint(last_path, kind, option="--resume")
         load_model_state(model, state["model"], last_path, "--resume")
@@ -211,9 +184,6 @@ def fit(
         start_epoch, best_val, best_epoch = state["epoch"], state["best_val"], state.get("best_epoch", 0)
         if dist.is_main:
             _truncate_metrics(metrics_path, start_epoch)
-    elif last_path.exists():
-        raise UserError(f"'{run_dir}' already holds a run (last.pt). Pass --resume to continue it, "
-                        "or choose another --run-dir.")
     if dist.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     bare = model.module if dist.enabled else model
@@ -223,8 +193,7 @@ def fit(
     payload = {"kind": kind, "arch": config.model.teacher if kind == "teacher" else config.model.student,
                "width": config.model.teacher_width if kind == "teacher" else config.model.student_width,
                "num_classes": info.num_classes, "in_channels": info.in_channels,
-               "neuron": asdict(LIFParameters(config.model.decay, config.model.threshold, reset=config.model.reset,
-                                              surrogate_width=config.model.surrogate_width)) if kind == "student" else None,
+               "neuron": asdict(neuron_parameters(config.model)) if kind == "student" else None,
                "dataset": {"name": info.name, "kind": info.kind, "classes": list(info.classes),
                            "input_size": list(info.input_size), "timesteps": info.timesteps,
                            "encoder": info.encoder},
