@@ -3,9 +3,9 @@
 Everything a stage needs before its loop starts lives here, once: the device
 (:func:`prepare_device`, which also sets up the CPU allocator), the teacher or student of a config
 (:func:`make_model`, with the config's neuron as :class:`~ckdsnn_events.models.LIFParameters`
-from :func:`neuron_parameters`), a saved model rebuilt from its checkpoint
-(:func:`model_from_checkpoint`), whether a checkpoint fits the data at hand
-(:func:`checkpoint_misfits`), and the guard against training over an existing run
+from :func:`neuron_parameters`), what a new checkpoint records (:func:`checkpoint_header`), a saved
+model rebuilt from its checkpoint (:func:`model_from_checkpoint`), whether a checkpoint fits the
+data at hand (:func:`checkpoint_misfits`), and the guard against training over an existing run
 (:func:`check_run_dir_free`). Training, distillation, evaluation, energy and saliency all go
 through it, so they agree on each of these.
 """
@@ -13,13 +13,14 @@ through it, so they agree on each of these.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ckdsnn_events.checkpoints import load_model_state
+from ckdsnn_events.config import to_dict
 from ckdsnn_events.data.loaders import DatasetInfo
 from ckdsnn_events.distill.config import ModelConfig, RunConfig
 from ckdsnn_events.errors import UserError
@@ -67,6 +68,25 @@ def make_model(kind: str, config: RunConfig, info: DatasetInfo) -> nn.Module:
         return build_teacher(m.teacher, num_classes=info.num_classes, in_channels=info.in_channels, width=m.teacher_width)
     return build_student(m.student, num_classes=info.num_classes, in_channels=info.in_channels,
                          width=m.student_width, neuron=neuron_parameters(m))
+
+
+def architecture(kind: str, model: ModelConfig) -> tuple[str, int | None]:
+    """``(name, width)`` of the ``kind`` ("teacher" or "student") model the ``[model]`` section names."""
+    if kind == "teacher":
+        return model.teacher, model.teacher_width
+    return model.student, model.student_width
+
+
+def checkpoint_header(kind: str, config: RunConfig, info: DatasetInfo) -> dict:
+    """What every checkpoint of a run says about its model and data (see :mod:`ckdsnn_events.checkpoints`)."""
+    arch, width = architecture(kind, config.model)
+    return {"kind": kind, "arch": arch, "width": width,
+            "num_classes": info.num_classes, "in_channels": info.in_channels,
+            "neuron": asdict(neuron_parameters(config.model)) if kind == "student" else None,
+            "dataset": {"name": info.name, "kind": info.kind, "classes": list(info.classes),
+                        "input_size": list(info.input_size), "timesteps": info.timesteps,
+                        "encoder": info.encoder},
+            "config": to_dict(config)}
 
 
 def model_from_checkpoint(payload: dict, config: RunConfig, info: DatasetInfo, path: str | os.PathLike,
