@@ -16,9 +16,15 @@ from pathlib import Path
 
 from ckdsnn_events.atomic import atomic_path, ensure_writable_dir
 from ckdsnn_events.checkpoints import load_checkpoint
-from ckdsnn_events.config import apply_overrides, from_dict, load_toml, to_dict, write_toml
+from ckdsnn_events.config import apply_overrides, apply_values, from_dict, load_toml, to_dict, write_toml
 from ckdsnn_events.distill.config import RunConfig
-from ckdsnn_events.distill.runs import check_run_dir_free, checkpoint_misfits, model_from_checkpoint, prepare_device
+from ckdsnn_events.distill.runs import (
+    architecture,
+    check_run_dir_free,
+    checkpoint_misfits,
+    model_from_checkpoint,
+    prepare_device,
+)
 from ckdsnn_events.errors import UserError
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -46,8 +52,7 @@ def resolve_config(dataset: str, recipe: str | None = None, options: dict | None
                         f"(recipes: {', '.join(sorted(p.stem for p in RECIPES.glob('*.toml')))}).")
     data = load_toml(path)
     data.setdefault("data", {})["dataset"] = dataset
-    flat = [f"{key}={json.dumps(value)}" for key, value in (options or {}).items() if value is not None]
-    data = apply_overrides(data, flat + list(overrides))
+    data = apply_overrides(apply_values(data, options or {}), overrides)
     config = from_dict(RunConfig, data)
     config.validate()
     config.data.validate()
@@ -55,7 +60,7 @@ def resolve_config(dataset: str, recipe: str | None = None, options: dict | None
 
 
 def default_run_dir(config: RunConfig, kind: str, tag: str | None = None) -> Path:
-    arch = config.model.teacher if kind == "teacher" else config.model.student
+    arch, _ = architecture(kind, config.model)
     name = f"{kind}-{arch}" + (f"-{tag}" if tag else "") + f"-seed{config.seed}"
     return Path(config.runs_root) / config.data.dataset / name
 
