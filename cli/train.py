@@ -66,6 +66,16 @@ def _resolve(kind: str, dataset: str, recipe: str | None, overrides: tuple[str, 
     return resolve_config(dataset, recipe, {**values, **(extra or {})}, overrides)
 
 
+def _echo_best(result: dict) -> None:
+    """The line train-teacher and distill end with: the best epoch of the run (rank 0 only)."""
+    if not is_main_process():
+        return
+    rate = f", firing rate {result['firing_rate_at_best']:.3f}" if result["kind"] == "student" else ""
+    click.echo(f"{result['kind']}: best validation accuracy {100 * result['best_val_acc']:.2f}% (epoch "
+               f"{result['best_epoch']}), test accuracy there {100 * result['test_acc_at_best']:.2f}%{rate}; "
+               f"checkpoint {result['best_checkpoint']}")
+
+
 @click.command("train-teacher")
 @_training_options
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last.pt.")
@@ -79,11 +89,7 @@ def train_teacher(resume, **kw) -> None:
     from ckdsnn_events.pipelines.train import run_train_teacher
 
     config = _resolve("teacher", **kw)
-    result = run_train_teacher(config, resume=resume)
-    if is_main_process():
-        click.echo(f"teacher: best validation accuracy {100 * result['best_val_acc']:.2f}% (epoch "
-                   f"{result['best_epoch']}), test accuracy there {100 * result['test_acc_at_best']:.2f}%; "
-                   f"checkpoint {result['best_checkpoint']}")
+    _echo_best(run_train_teacher(config, resume=resume))
 
 
 @click.command()
@@ -107,11 +113,7 @@ def distill(teacher, beta, gamma, variant, resume, **kw) -> None:
     extra = {"teacher_checkpoint": teacher, "loss.beta": beta, "loss.gamma": gamma,
              "loss.samd_variant": variant, "loss.nld_variant": variant}
     config = _resolve("student", extra=extra, **kw)
-    result = run_distill(config, resume=resume)
-    if is_main_process():
-        click.echo(f"student: best validation accuracy {100 * result['best_val_acc']:.2f}% (epoch "
-                   f"{result['best_epoch']}), test accuracy there {100 * result['test_acc_at_best']:.2f}%, "
-                   f"firing rate {result['firing_rate_at_best']:.3f}; checkpoint {result['best_checkpoint']}")
+    _echo_best(run_distill(config, resume=resume))
 
 
 @click.command()
