@@ -38,11 +38,12 @@ from ckdsnn_events.data import static
 from ckdsnn_events.data.augment import RandomFlipShift
 from ckdsnn_events.data.batch import Batch, collate_event_frames
 from ckdsnn_events.data.encoders import ENCODERS, SpikeEncoder, build_encoder
+from ckdsnn_events.data.event_datasets import EVENT_DATASETS as ALL_EVENT_DATASETS
 from ckdsnn_events.data.event_folders import split_indices
 from ckdsnn_events.data.frame_store import FrameStoreDataset
 from ckdsnn_events.errors import UserError
 
-EVENT_DATASETS = ("cifar10dvs", "digits-dvs")
+EVENT_DATASETS = tuple(d for d in ALL_EVENT_DATASETS if d != "event-folder")  # trained from frame stores
 IMAGE_DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
 DATASETS = EVENT_DATASETS + IMAGE_DATASETS
 DEFAULT_IMAGE_TIMESTEPS = 4
