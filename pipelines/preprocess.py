@@ -208,8 +208,8 @@ def run_preprocess(config: PreprocessConfig, progress: bool = True) -> Preproces
     key_path = out / ".preprocess.partial.json"
     run_key = _run_key(todo)
     if key_path.exists() and key_path.read_text() != run_key or (log_path.exists() and not key_path.exists()):
-        _refuse_other_partial_run(key_path, log_path, todo, config.overwrite)
-        log_path.unlink(missing_ok=True)
+        if not _keep_partial_run(key_path, log_path, todo, config.overwrite):
+            log_path.unlink(missing_ok=True)
     with atomic_path(key_path) as tmp:
         tmp.write_text(run_key)
     log = ProgressLog(log_path)
@@ -240,25 +240,30 @@ def _run_key(todo: dict) -> str:
     return json.dumps({s: j["attrs"] for s, j in sorted(todo.items())}, sort_keys=True)
 
 
-def _refuse_other_partial_run(key_path, log_path, todo: dict, overwrite: bool) -> None:
-    """An interrupted run with other options keeps its work: refuse unless --overwrite.
+def _keep_partial_run(key_path, log_path, todo: dict, overwrite: bool) -> bool:
+    """Whether the progress log left by an interrupted run may be resumed by this one.
 
-    Changed source files (another fingerprint, same options) restart the run, as before: the
-    finished frames would not match the files any more.
+    Same options and sources: resume (adding --skip-bad changes no finished frame, since a run
+    without it stops before logging a bad one). Same options, changed source files: start again,
+    the finished frames would not match the files. Other options: UserError unless --overwrite,
+    so that the earlier work is kept.
     """
     import json
 
-    if overwrite or not key_path.exists() or not log_path.exists() or log_path.stat().st_size == 0:
-        return
+    if not key_path.exists() or not log_path.exists():
+        return False
     try:
         old = json.loads(key_path.read_text())
     except (OSError, ValueError):
-        return
+        return False
     new = json.loads(_run_key(todo))
-    old_configs = {s: a.get("config", {}) for s, a in old.items()}
-    new_configs = {s: a.get("config", {}) for s, a in new.items()}
+    strip = lambda a: {k: v for k, v in a.get("config", {}).items() if k != "skip_bad"}
+    old_configs = {s: strip(a) for s, a in old.items()}
+    new_configs = {s: strip(a) for s, a in new.items()}
     if old_configs == new_configs:
-        return
+        return all(old[s].get("fingerprint") == a.get("fingerprint") for s, a in new.items() if s in old)
+    if overwrite or log_path.stat().st_size == 0:
+        return False
     split = next(iter(new_configs))
     diff = _describe_difference(old_configs.get(split, next(iter(old_configs.values()), {})), new_configs[split])
     raise UserError(
