@@ -46,24 +46,52 @@ _RECORD = struct.Struct("<4sIBqII")  # magic, index, status, n_events, payload l
 _MAGIC = b"CKDF"
 
 
-def encode_chunk(frames: np.ndarray, compression: str = DEFAULT_COMPRESSION) -> bytes:
-    """The bytes one sample travels as from a worker to the progress log.
+_LZF_MASK = struct.Struct("<I")  # HDF5 filter mask of an lzf chunk, stored before its bytes in the log
+_LZF_SCRATCH: dict[tuple, h5py.Dataset] = {}
 
-    ``gzip``: the HDF5 chunk itself (HDF5's shuffle filter, then its deflate filter: a zlib stream),
-    copied into the store unchanged. ``lzf`` / ``none``: the raw frames; for lzf h5py compresses
-    them when the store is assembled (no Python lzf encoder gives HDF5's chunk bytes).
+
+def _lzf_scratch(shape: tuple[int, ...]) -> h5py.Dataset:
+    """An in-memory one-chunk dataset with HDF5's shuffle + lzf filters, reused per process and shape.
+
+    No Python package writes HDF5's lzf chunks, so h5py's own filter makes them: frames written
+    here and read back with ``read_direct_chunk`` are exactly the bytes a store's chunk holds.
+    """
+    key = (os.getpid(), shape)  # never use a forked parent's HDF5 handles
+    if key not in _LZF_SCRATCH:
+        f = h5py.File(f"lzf-scratch-{os.getpid()}-{len(_LZF_SCRATCH)}", "w", driver="core", backing_store=False)
+        _LZF_SCRATCH[key] = f.create_dataset("frames", shape=shape, dtype=np.uint16, chunks=shape,
+                                               compression="lzf", shuffle=True)
+    return _LZF_SCRATCH[key]
+
+
+def encode_chunk(frames: np.ndarray, compression: str = DEFAULT_COMPRESSION) -> bytes:
+    """Bytes of one sample's HDF5 chunk, as a worker hands it to the progress log.
+
+    ``gzip``: HDF5's shuffle filter then its deflate filter (a zlib stream). ``lzf``: a 4-byte
+    filter mask, then the shuffle + lzf chunk made by h5py's filter. ``none``: the raw frames.
+    The store copies these chunks unchanged (no recompression at assembly).
     """
     raw = np.ascontiguousarray(frames)
-    if compression != "gzip":
+    if compression == "none":
         return raw.tobytes()
+    if compression == "lzf":
+        scratch = _lzf_scratch(raw.shape)
+        scratch[...] = raw
+        mask, chunk = scratch.id.read_direct_chunk((0,) * raw.ndim)
+        return _LZF_MASK.pack(mask) + chunk
     shuffled = raw.view(np.uint8).reshape(-1, raw.itemsize).T.tobytes()
     return zlib.compress(shuffled, GZIP_LEVEL)
 
 
 def decode_chunk(payload: bytes, shape: tuple[int, ...], dtype=np.uint16, compression: str = DEFAULT_COMPRESSION) -> np.ndarray:
     """Inverse of :func:`encode_chunk`."""
-    if compression != "gzip":
+    if compression == "none":
         return np.frombuffer(payload, dtype=dtype).reshape(shape).copy()
+    if compression == "lzf":
+        scratch = _lzf_scratch(tuple(shape))
+        (mask,) = _LZF_MASK.unpack_from(payload)
+        scratch.id.write_direct_chunk((0,) * len(shape), payload[_LZF_MASK.size:], filter_mask=mask)
+        return scratch[...]
     itemsize = np.dtype(dtype).itemsize
     shuffled = np.frombuffer(zlib.decompress(payload), dtype=np.uint8).reshape(itemsize, -1)
     return np.ascontiguousarray(shuffled.T).view(dtype).reshape(shape)
@@ -160,11 +188,11 @@ def assemble_store(
                 for j, i in enumerate(good):
                     rec = log.records[i]
                     src.seek(rec.offset)
-                    payload = src.read(rec.length)
-                    if compression == "lzf":  # h5py's lzf filter compresses it here
-                        frames[j] = np.frombuffer(payload, dtype=np.uint16).reshape(frame_shape)
-                    else:
-                        frames.id.write_direct_chunk((j,) + (0,) * len(frame_shape), payload)
+                    payload, mask = src.read(rec.length), 0
+                    if compression == "lzf":
+                        (mask,) = _LZF_MASK.unpack_from(payload)
+                        payload = payload[_LZF_MASK.size:]
+                    frames.id.write_direct_chunk((j,) + (0,) * len(frame_shape), payload, filter_mask=mask)
             f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64)[good], track_times=False)
             f.create_dataset(
                 "source_files",
