@@ -65,6 +65,10 @@ def _prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> None:
         if (run_dir / "last.pt").exists() and not resume:
             raise UserError(f"'{run_dir}' already holds a run (last.pt). Pass --resume to continue it, "
                             "or choose another --run-dir.")
+        from ckdsnn_events.data.loaders import store_split_protocol
+
+        # the split protocol the event stores were made with goes into the run's record
+        config = replace(config, data=replace(config.data, split_protocol=store_split_protocol(config.data)))
         write_toml(config, run_dir / "config.toml")
 
 

@@ -153,3 +153,21 @@ def test_random_protocol_is_seeded_and_recorded(layouts, tmp_path):
     assert stores[0][2] == stores[1][2] and stores[0][2] != stores[2][2]
     assert stores[0][3]["split_protocol"] == "random:0.5:0"
     assert stores[0][0].shape[-2:] == (45, 60)  # --size 60 on the 240x180 sensor keeps the aspect
+
+
+def test_trains_like_cifar10dvs_and_the_run_records_the_protocol(tmp_path):
+    import tomllib
+
+    from conftest import TINY_TRAINING
+
+    from ckdsnn_events.pipelines.train import resolve_config, run_train_teacher
+
+    write_nmnist(tmp_path / "raw")
+    frames = tmp_path / "frames"
+    run_preprocess(PreprocessConfig(dataset="nmnist", root=str(tmp_path / "raw"), out=str(frames), timesteps=3,
+                                    size=16, workers=0), progress=False)
+    options = {**TINY_TRAINING, "data.root": str(frames), "runs_root": str(tmp_path / "runs"), "data.val_fraction": 0.5}
+    result = run_train_teacher(resolve_config("nmnist", options=options), progress=False, run_dir=tmp_path / "run")
+    recorded = tomllib.loads((tmp_path / "run" / "config.toml").read_text())
+    assert recorded["data"]["split_protocol"] == "official"
+    assert result is not None and (tmp_path / "run" / "best.pt").is_file()

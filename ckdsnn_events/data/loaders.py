@@ -100,6 +100,7 @@ class DataConfig:
     normalize: bool = True
     event_flip: bool = True
     event_shift: int = 4
+    split_protocol: str | None = None  # events: the stores' split protocol (filled in from them; set: insist on it)
     seed: int = 0
     distributed: bool = False
     world_size: int = 1
@@ -302,6 +303,11 @@ def _event_splits(config: DataConfig):
                         f"--dataset {config.dataset} --root RAW_RECORDINGS --out {root}")
     full = FrameStoreDataset(paths["train"])
     test = FrameStoreDataset(paths["test"])
+    made_with = full.config.get("split_protocol")
+    if config.split_protocol is not None and made_with is not None and config.split_protocol != made_with:
+        raise UserError(f"data.split_protocol is {config.split_protocol}, but the stores in '{root}' were made with "
+                        f"{made_with}. Re-run ckd-events preprocess --split-protocol {config.split_protocol} "
+                        f"--out {root} --overwrite, or leave data.split_protocol unset.")
     shape = full.frame_shape
     if tuple(test.frame_shape) != tuple(shape):
         raise UserError(f"'{paths['train']}' holds frames of shape {shape} but '{paths['test']}' {test.frame_shape}; "
@@ -328,6 +334,16 @@ def _event_splits(config: DataConfig):
     info = DatasetInfo(config.dataset, "events", classes, len(classes), channels, (height, width), timesteps,
                        "frames", len(train), len(val) if val is not None else 0, len(test))
     return train, val, test, collate_event_frames, collate_event_frames, info
+
+
+def store_split_protocol(config: DataConfig) -> str | None:
+    """The split protocol recorded in an event dataset's ``train.h5`` (None: images, or no store yet)."""
+    from ckdsnn_events.data.frame_store import read_store_attrs
+
+    path = Path(config.root or "") / "train.h5"
+    if not config.is_events or not path.is_file():
+        return config.split_protocol
+    return read_store_attrs(path).get("config", {}).get("split_protocol", config.split_protocol)
 
 
 def _image_splits(config: DataConfig):
