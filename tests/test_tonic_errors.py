@@ -167,3 +167,26 @@ def test_interrupted_run_with_other_compression_is_kept(nmnist, tmp_path, monkey
 def test_download_only_for_tonic_datasets(digits_dvs_root, tmp_path):
     result = preprocess("--dataset", "digits-dvs", "--root", digits_dvs_root, "--out", tmp_path / "o", "--download")
     assert_user_error(result, "--download")
+
+
+def test_archive_with_tonics_md5_is_extracted_offline(tmp_path, monkeypatch):
+    """An archive present but not extracted: checked against the md5 tonic knows, then extracted."""
+    import tarfile
+
+    import tonic
+
+    write_pokerdvs(tmp_path / "src")
+    location = tmp_path / "root" / "POKERDVS"
+    shutil.copytree(tmp_path / "src" / "POKERDVS" / "pips_train", location / "pips_train")
+    archive = location / "pips_test.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "POKERDVS" / "pips_test", arcname="pips_test")
+    from tonic.download_utils import calculate_md5
+
+    monkeypatch.setattr(tonic.datasets.POKERDVS, "test_md5", calculate_md5(str(archive)))
+    monkeypatch.setattr("ckdsnn_events.data.tonic_datasets.TONIC_SPECS", {})
+    result = preprocess("--dataset", "pokerdvs", "--root", tmp_path / "root", "--out", tmp_path / "out", "-T", 5)
+    assert result.exit_code == 0, result.output
+    assert (location / "pips_test" / "cl").is_dir()
+    with h5py.File(tmp_path / "out" / "test.h5") as f:
+        assert len(f["labels"]) == 8

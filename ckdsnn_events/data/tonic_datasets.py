@@ -178,6 +178,10 @@ def ensure_extracted(spec: TonicSpec, root: Path) -> Path:
             _check_md5(spec, part, archive)
             try:
                 extract_archive(str(archive), str(location))
+                if not _has_files(folder, spec.extension):  # archives in the archive (ASL-DVS's Yin*.zip)
+                    for inner in sorted(location.glob("*.zip")):
+                        if inner.name != part.filename:
+                            extract_archive(str(inner))
             except Exception as err:  # tonic/tarfile/zipfile raise many kinds for a damaged archive
                 raise UserError(f"{archive}: cannot be extracted ({type(err).__name__}: {err}).") from None
             if _has_files(folder, spec.extension):
