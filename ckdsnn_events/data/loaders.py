@@ -54,7 +54,7 @@ class DataConfig:
     """The ``[data]`` section of a run: which dataset, how it is batched, encoded and augmented.
 
     Attributes:
-        dataset: cifar10dvs | digits-dvs (event frame stores) | cifar10 | cifar100 | imagefolder |
+        dataset: cifar10dvs | digits-dvs | dvsgesture | nmnist | ncaltech101 | asldvs | pokerdvs (event frame stores) | cifar10 | cifar100 | imagefolder |
             digits (static images).
         root: events: the folder holding ``train.h5``/``test.h5`` from ``ckd-events preprocess``;
             cifar10/cifar100: the folder holding ``cifar-10-batches-py/`` / ``cifar-100-python/``;
@@ -78,6 +78,8 @@ class DataConfig:
         normalize: mean/std-normalise images (the teacher's input and the direct encoding).
         event_flip, event_shift: events: random horizontal flip, random shift of up to this many
             pixels, the same for all T frames of a sample.
+        split_protocol: events: the protocol the stores were made with (``ckd-events preprocess
+            --split-protocol``); runs fill it in from the stores, a different value is refused.
         seed: seed of the training order (the trainer sets it to the run's seed).
         distributed, world_size, rank: set by the trainer under torchrun.
     """
