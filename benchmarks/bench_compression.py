@@ -13,6 +13,12 @@ For each of gzip (shuffle + deflate level 1, the store's old form), lzf (shuffle
     decompression + augmentation + collation, not disk;
 (c) store size (train.h5 + test.h5) and bytes per sample.
 
+On a shared, loaded machine wall times wander; so the script also prints CPU time (this process,
+``time.process_time``): preprocess CPU ms per recording (1 worker runs in this process) and the
+CPU ms to read one sample from the store (h5py read + decompression + float32 conversion,
+``FrameStoreDataset.__getitem__`` without augmentation, torch on 1 thread), the figures that
+decide which layout costs less.
+
 Beside them, the student's training step (ResNet-20, T=10, B=32, 2x48x48, CE, backward, SGD) in
 samples/s on this machine: the loader is the bottleneck only where its samples/s are below it.
 
@@ -58,6 +64,18 @@ def loader_samples_per_s(store: Path, workers: int, batch: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def read_cpu_ms(store: Path) -> float:
+    """CPU ms per sample of reading the whole train store in order (no augmentation)."""
+    from ckdsnn_events.data.frame_store import FrameStoreDataset
+
+    ds = FrameStoreDataset(store / "train.h5")
+    ds[0]
+    start = time.process_time()
+    for i in range(len(ds)):
+        ds[i]
+    return 1e3 * (time.process_time() - start) / len(ds)
+
+
 def student_samples_per_s(batch: int, repeats: int) -> float:
     from ckdsnn_events.models import build_student
 
@@ -89,6 +107,7 @@ def main() -> None:
         n = 10 * args.per_class
         print(f"{n} recordings of ~200k events, 128 -> 48x48, T=10; torch threads {torch.get_num_threads()}")
         rates = {c: [] for c in COMPRESSIONS}
+        cpu = {c: [] for c in COMPRESSIONS}
         shares = {c: None for c in COMPRESSIONS}
         sizes = {}
         for repeat in range(args.repeats):
@@ -96,13 +115,22 @@ def main() -> None:
                 out = Path(tmp) / f"frames-{compression}-{repeat}"
                 config = PreprocessConfig(dataset="cifar10dvs", root=str(root), out=str(out), workers=1,
                                           compression=compression)
+                cpu_start = time.process_time()
                 result = run_preprocess(config, progress=False)
+                cpu[compression].append(1e3 * (time.process_time() - cpu_start) / result.recordings_done)
                 rates[compression].append(result.samples_per_s)
                 busy = result.decode_s + result.frame_s + result.encode_s + result.write_s
                 shares[compression] = (result.decode_s / busy, result.frame_s / busy, result.encode_s / busy,
                                        result.write_s / busy)
                 sizes[compression] = (sum(f.stat().st_size for f in out.glob("*.h5")), out)
         loader = {c: {w: [] for w in loader_workers} for c in COMPRESSIONS}
+        reads = {c: [] for c in COMPRESSIONS}
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        for _ in range(args.repeats):
+            for compression in COMPRESSIONS:
+                reads[compression].append(read_cpu_ms(sizes[compression][1]))
+        torch.set_num_threads(threads)
         for _ in range(args.repeats):
             for compression in COMPRESSIONS:
                 for w in loader_workers:
@@ -110,14 +138,16 @@ def main() -> None:
         student = student_samples_per_s(args.batch, max(3, args.repeats))
         print(f"\nstudent training step (ResNet-20, T=10, B={args.batch}, 2x48x48): {student:.0f} samples/s")
         head = " | ".join(f"loader {w} workers" for w in loader_workers)
-        print(f"\n| compression | preprocess rec/s (1 worker) | decode / framing / compress / write | {head} | store MB | KB/sample |")
-        print("|---|---|---|" + "---|" * len(loader_workers) + "---|---|")
+        print(f"\n| compression | preprocess rec/s (1 worker) | preprocess CPU ms/rec | decode / framing / compress / write "
+              f"| read CPU ms/sample | {head} | store MB | KB/sample |")
+        print("|---|---|---|---|---|" + "---|" * len(loader_workers) + "---|---|")
         for c in COMPRESSIONS:
             d, f, e, w = shares[c]
             size = sizes[c][0]
             cells = " | ".join(f"{statistics.median(loader[c][k]):.0f}" for k in loader_workers)
             print(f"| {c} | {statistics.median(rates[c]):.0f} (runs {', '.join(f'{r:.0f}' for r in rates[c])}) | "
-                  f"{100 * d:.0f} / {100 * f:.0f} / {100 * e:.0f} / {100 * w:.0f} % | {cells} | {size / 1e6:.1f} | "
+                  f"{statistics.median(cpu[c]):.2f} | {100 * d:.0f} / {100 * f:.0f} / {100 * e:.0f} / {100 * w:.0f} % | "
+                  f"{statistics.median(reads[c]):.3f} | {cells} | {size / 1e6:.1f} | "
                   f"{size / n / 1e3:.1f} |")
 
 

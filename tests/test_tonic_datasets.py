@@ -12,6 +12,7 @@ import tonic
 import tonic.transforms as tt
 from tonic_layouts import T_DIVISOR, WRITERS, write_nmnist
 
+from ckdsnn_events.data.event_datasets import DEFAULT_COMPRESSION
 from ckdsnn_events.data.tonic_datasets import find_tonic_dataset, tonic_spec
 from ckdsnn_events.events.transforms import ToCountFrames
 from ckdsnn_events.pipelines.preprocess import PreprocessConfig, run_preprocess
@@ -89,7 +90,7 @@ def test_store_equals_tonic_toframe_and_labels(name, layouts, monkeypatch):
             continue
         frames, labels, files, attrs = read_store(out / f"{split}.h5")
         assert attrs["split_protocol"] == ("official" if spec.has_official_split else "ratio:0.9")
-        assert attrs["compression"] == "gzip"
+        assert attrs["compression"] == DEFAULT_COMPRESSION
         for j, rel in enumerate(files):
             events, target, tonic_split = reference[rel]
             expected_label = classes.index(target) if classes else int(target)

@@ -135,9 +135,9 @@ def _expected(spec: TonicSpec, location: Path) -> str:
     lines = []
     for part in spec.parts:
         target = location / part.folder if part.folder else location
-        inner = "<class>/" if spec.name != "dvsgesture" else "user<NN>_<lighting>/<label>"
+        inner = f"<class>/*{spec.extension}" if spec.name != "dvsgesture" else "user<NN>_<lighting>/<label>.npy"
         where = f"from {part.url}" if part.url else "(not downloadable: get it from the dataset's authors)"
-        lines.append(f"  {target}/{inner}*{spec.extension}: extract {part.filename} (md5 {part.md5}, {where}) "
+        lines.append(f"  {target}/{inner}: extract {part.filename} (md5 {part.md5}, {where}) "
                      f"into {location}/")
     return "\n".join(lines)
 
@@ -190,8 +190,8 @@ def ensure_extracted(spec: TonicSpec, root: Path) -> Path:
     if missing:
         names = ", ".join(p.filename for p in missing)
         raise UserError(
-            f"--root '{root}': {spec.name} is missing or incomplete ({names} not found, nor its extracted "
-            f"folder). Expected tonic's layout:\n{_expected(spec, location)}\n"
+            f"--root '{root}': {spec.name} is missing or incomplete ({names} not found, nor what they "
+            f"extract to). Expected tonic's layout:\n{_expected(spec, location)}\n"
             f"Nothing is downloaded without --download.{_looks_like(root, spec.name)}"
         )
     return location
