@@ -190,3 +190,14 @@ def test_archive_with_tonics_md5_is_extracted_offline(tmp_path, monkeypatch):
     assert (location / "pips_test" / "cl").is_dir()
     with h5py.File(tmp_path / "out" / "test.h5") as f:
         assert len(f["labels"]) == 8
+
+
+def test_root_is_a_file_and_unknown_label(tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert_user_error(preprocess("--dataset", "nmnist", "--root", tmp_path / "file", "--out", tmp_path / "o"),
+                      "is a file")
+    write_dvsgesture(tmp_path / "g")
+    shutil.copy(tmp_path / "g" / "DVSGesture" / "ibmGestureTrain" / "user01_fluorescent" / "3.npy",
+                tmp_path / "g" / "DVSGesture" / "ibmGestureTrain" / "user01_fluorescent" / "12.npy")
+    result = preprocess("--dataset", "dvsgesture", "--root", tmp_path / "g", "--out", tmp_path / "o", "--size", 32)
+    assert_user_error(result, "12.npy", "label 12")

@@ -297,7 +297,11 @@ def find_tonic_dataset(root: str | os.PathLike, dataset: str, download_missing: 
     recordings = []
     for path, target, split in listed:
         rel = Path(path).resolve().relative_to(location.resolve()).as_posix()
-        recordings.append((to_label(target), rel, split, Path(path)))
+        label = to_label(target)
+        if not 0 <= label < len(classes):
+            raise UserError(f"{path}: tonic's {spec.tonic_class} gives it label {label}, outside the {len(classes)} "
+                            f"classes of {dataset}; the file does not belong to the dataset. Remove it.")
+        recordings.append((label, rel, split, Path(path)))
     for part in spec.parts:
         labels = {label for label, _, split, _ in recordings if split == part.split}
         _check_classes(spec, location, part, labels, len(classes))
