@@ -31,6 +31,7 @@ energy-report:
 bench:
 	$(PY) benchmarks/bench_framing.py
 	$(PY) benchmarks/bench_preprocess.py
+	$(PY) benchmarks/bench_compression.py
 	$(PY) benchmarks/bench_loaders.py
 	$(PY) benchmarks/bench_student_step.py
 	$(PY) benchmarks/bench_energy_counting.py

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ckdsnn_events.cli.options import DEFAULT_WORKERS, LibraryChoice
+from ckdsnn_events.cli.options import DEFAULT_WORKERS, LibraryChoice, library_default
 from ckdsnn_events.errors import UserError
 
 EVENT_FOLDERS = "ckdsnn_events.data.event_folders"
+EVENT_DATASETS = "ckdsnn_events.data.event_datasets"
 LOADERS = "ckdsnn_events.data.loaders"
 
 
@@ -64,40 +65,64 @@ def simulate(out, images, limit, workers, image_px, saccades, saccade_ms, amplit
     )
 
 
+def _parse_size(ctx, param, value):
+    """``--size``: ``N`` or ``WxH`` -> int / (W, H)."""
+    if value is None:
+        return None
+    parts = value.lower().split("x")
+    if len(parts) in (1, 2) and all(p.isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    raise click.BadParameter(f"'{value}' is not N or WxH with positive integers (e.g. 48 or 64x48).")
+
+
 @click.command()
 @click.option("--dataset", default="cifar10dvs", show_default=True,
-              type=LibraryChoice(f"{EVENT_FOLDERS}:EVENT_DATASETS", f"{LOADERS}:IMAGE_DATASETS"),
+              type=LibraryChoice(f"{EVENT_DATASETS}:EVENT_DATASETS", f"{LOADERS}:IMAGE_DATASETS"),
               help="Event data (framed into HDF5 stores): cifar10dvs: CIFAR10-DVS (10 fixed classes); "
                    "digits-dvs: the embedded simulated digits; event-folder: any simulated/recorded folder "
-                   "of class subfolders. Image data (cifar10, cifar100, imagefolder, digits) is encoded on "
-                   "the fly during training: preprocess only checks that it loads.")
+                   "of class subfolders; dvsgesture, nmnist, ncaltech101, asldvs, pokerdvs: read through "
+                   "tonic.datasets (its layout, readers and sensor size). Image data (cifar10, cifar100, "
+                   "imagefolder, digits) is encoded on the fly during training: preprocess only checks that it loads.")
 @click.option("--root", default=None, type=click.Path(),
               help="Dataset root: ROOT/CIFAR10DVS/<class>/*.aedat4 (tonic), ROOT/<class>/*.aedat "
-                   "(original release) or ROOT/events_np/<class>/*.npz (SpikingJelly); detected. Image data: "
+                   "(original release) or ROOT/events_np/<class>/*.npz (SpikingJelly); detected. tonic's datasets: "
+                   "tonic's save_to (holding e.g. NMNIST/). Image data: "
                    "the folder holding cifar-10-batches-py/ or cifar-100-python/, or ROOT/train + ROOT/val.")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Folder for the frame stores train.h5 and test.h5 (event data).")
 @click.option("--format", "form", default="auto", show_default=True,
               type=LibraryChoice("auto", f"{EVENT_FOLDERS}:EXTENSIONS"),
-              help="Force one on-disk form when ROOT holds several.")
-@click.option("--timesteps", "-T", default=10, show_default=True, type=click.IntRange(min=1),
-              help="Frames per sample (T).")
-@click.option("--size", default=48, show_default=True, type=click.IntRange(min=1),
-              help="Frame side after spatial downsampling from the 128x128 sensor.")
+              help="Force one on-disk form when ROOT holds several (CIFAR10-DVS forms).")
+@click.option("--timesteps", "-T", default=None, type=click.IntRange(min=1),
+              help="Frames per sample (T). Default: the dataset's (10; see its recipe for tonic's datasets).")
+@click.option("--size", default=None, metavar="N|WxH", callback=_parse_size,
+              help="Frame size, downsampled from the sensor: N (square; on a non-square sensor the longer side, "
+                   "aspect kept) or WxH (exactly). Default: 48 for CIFAR10-DVS, the recipe's for tonic's datasets.")
 @click.option("--bins", default="count", show_default=True, type=LibraryChoice("ckdsnn_events.events.framing:BIN_MODES"),
               help="count: T bins of equal event count; time: T bins of equal duration; "
                    "window: T windows of --window-us each from the first event.")
 @click.option("--window-us", default=None, type=click.IntRange(min=1), help="Window length for --bins window.")
 @click.option("--split", default=0.9, show_default=True, type=click.FloatRange(0, 1, min_open=True),
-              help="Training fraction per class; the first files (sorted) of each class train.")
+              help="Training fraction per class when --split-protocol is not given (ratio:SPLIT).")
+@click.option("--split-protocol", default=None, metavar="PROTOCOL",
+              help="ratio:F (first F of each class, files sorted lexicographically), random:F:SEED (seeded "
+                   "per-class shuffle), tebn (CIFAR10-DVS: files 0-99 of each class test, SpikingJelly's "
+                   "CIFAR10DVSTEBNSplit), official (dvsgesture, nmnist, pokerdvs). Default: official where it "
+                   "exists, else ratio:SPLIT. Recorded in the stores.")
+@click.option("--compression", default=library_default(f"{EVENT_DATASETS}:DEFAULT_COMPRESSION"),
+              show_default="none",
+              type=LibraryChoice(f"{EVENT_DATASETS}:COMPRESSIONS"),
+              help="Frame compression in the stores (see the README's store-layout figures).")
+@click.option("--download", is_flag=True,
+              help="tonic's datasets: let tonic download what is missing (never done without this flag).")
 @click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(min=0),
               help="Processes that read and frame recordings (0 or 1: this process).")
 @click.option("--skip-bad", is_flag=True,
               help="Leave out unreadable/corrupt recordings (listed at the end and in the store's "
                    "'skipped' attribute) instead of stopping at the first one.")
 @click.option("--overwrite", is_flag=True, help="Replace stores made with a different config.")
-def preprocess(dataset, root, out, form, timesteps, size, bins, window_us, split, workers, skip_bad,
-               overwrite) -> None:
+def preprocess(dataset, root, out, form, timesteps, size, bins, window_us, split, split_protocol, compression,
+               download, workers, skip_bad, overwrite) -> None:
     """Frame event recordings into HDF5 stores (train.h5, test.h5) of (T, 2, H, W) counts.
 
     Progress survives Ctrl-C and kill -9: run the same command again to resume. With the same
@@ -118,9 +143,10 @@ def preprocess(dataset, root, out, form, timesteps, size, bins, window_us, split
             raise UserError(f"{option} is required for --dataset {dataset}.")
     config = PreprocessConfig(dataset=dataset, root=root, out=out, format=form, timesteps=timesteps, size=size,
                               bins=bins, window_us=window_us, split=split, workers=workers, skip_bad=skip_bad,
-                              overwrite=overwrite)
+                              overwrite=overwrite, split_protocol=split_protocol, compression=compression,
+                              download=download)
     result = run_preprocess(config)
-    click.echo(f"source: {result.folder} ({result.form})")
+    click.echo(f"source: {result.folder} ({result.form}); split protocol {result.protocol}")
     for name, split_result in result.splits.items():
         click.echo(f"{name}: {split_result.samples} samples -> {split_result.path} ({split_result.status})")
         for bad in split_result.skipped:

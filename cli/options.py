@@ -17,6 +17,12 @@ DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 SPLITS = ("test", "val", "train")  # the order --split lists them in; pipelines.train.pick_split reads them
 
 
+def library_default(source: str):
+    """A click ``default`` reading ``"module:attribute"`` of the library when first needed."""
+    module, _, attribute = source.partition(":")
+    return lambda: getattr(importlib.import_module(module), attribute)
+
+
 class LibraryChoice(click.Choice):
     """A ``click.Choice`` over names the library lists.
 

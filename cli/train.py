@@ -16,7 +16,8 @@ def _training_options(command):
     """Options shared by train-teacher, distill and ablate (each maps onto a config key)."""
     options = [
         click.option("--dataset", required=True, type=LibraryChoice("ckdsnn_events.data.loaders:DATASETS"),
-                     help="cifar10dvs / digits-dvs: frame stores made by `preprocess` (--root is their folder); "
+                     help="cifar10dvs / digits-dvs / dvsgesture / nmnist / ncaltech101 / asldvs / pokerdvs: "
+                          "frame stores made by `preprocess` (--root is their folder); "
                           "cifar10 / cifar100 / imagefolder: image datasets (--root is the dataset root); "
                           "digits: the embedded static digits."),
         click.option("--root", default=None, help="Data folder (default: the recipe's). [data.root]"),

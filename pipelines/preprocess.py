@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from ckdsnn_events.atomic import atomic_path, ensure_writable_dir
-from ckdsnn_events.data.event_folders import EVENT_DATASETS, EventFolder, find_event_folder, split_indices
+from ckdsnn_events.data.event_datasets import COMPRESSIONS, EVENT_DATASETS
+from ckdsnn_events.data.event_folders import EventFolder
+from ckdsnn_events.data.event_sources import default_timesteps, frame_size, open_event_source, resolve_protocol
 from ckdsnn_events.data.frame_store import (
+    DEFAULT_COMPRESSION,
     STATUS_BAD,
     STATUS_DONE,
     ProgressLog,
@@ -23,6 +26,7 @@ from ckdsnn_events.data.frame_store import (
     encode_chunk,
     read_store_attrs,
 )
+from ckdsnn_events.data.splits import split_by_protocol
 from ckdsnn_events.errors import Interrupted, UserError
 from ckdsnn_events.events.framing import BIN_MODES, to_count_frames
 from ckdsnn_events.workers import worker_results
@@ -38,22 +42,28 @@ class PreprocessConfig:
     root: str = "data/cifar10dvs"
     out: str = "data/cifar10dvs-frames"
     format: str = "auto"
-    timesteps: int = 10
-    size: int = 48
+    timesteps: int | None = None  # None: the dataset's default (10 for CIFAR10-DVS)
+    size: int | tuple[int, int] | None = None  # N (square, or the longer side of a non-square sensor), (W, H)
     bins: str = "count"
     window_us: int | None = None
     split: float = 0.9
     workers: int = min(4, os.cpu_count() or 1)
     skip_bad: bool = False
     overwrite: bool = False
+    split_protocol: str | None = None  # None: official where the dataset has one, else ratio:<split>
+    compression: str = DEFAULT_COMPRESSION
+    download: bool = False
 
     def validate(self) -> None:
         if self.dataset not in EVENT_DATASETS:
             raise UserError(f"--dataset '{self.dataset}' is not an event dataset; choose one of {', '.join(EVENT_DATASETS)}.")
-        if self.timesteps < 1:
+        if self.timesteps is not None and self.timesteps < 1:
             raise UserError(f"--timesteps must be at least 1, got {self.timesteps}.")
-        if self.size < 1:
+        sizes = () if self.size is None else (self.size,) if isinstance(self.size, int) else tuple(self.size)
+        if any(s < 1 for s in sizes):
             raise UserError(f"--size must be at least 1 pixel, got {self.size}.")
+        if self.compression not in COMPRESSIONS:
+            raise UserError(f"--compression must be one of {', '.join(COMPRESSIONS)}, got '{self.compression}'.")
         if self.bins not in BIN_MODES:
             raise UserError(f"--bins must be one of {', '.join(BIN_MODES)}, got '{self.bins}'.")
         if self.bins == "window" and (self.window_us is None or self.window_us <= 0):
@@ -85,26 +95,32 @@ class PreprocessResult:
     frame_s: float = 0.0
     encode_s: float = 0.0
     write_s: float = 0.0
+    protocol: str = ""
 
     @property
     def samples_per_s(self) -> float:
         return self.recordings_done / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def framing_config(config: PreprocessConfig, folder: EventFolder, split: str) -> dict:
-    """Everything that determines a store's content, apart from the source files themselves."""
+def framing_config(config: PreprocessConfig, folder: EventFolder, split: str, protocol: str,
+                   size: tuple[int, int], timesteps: int) -> dict:
+    """Everything that determines a store's content, apart from the source files themselves.
+
+    ``size`` is the frames' (H, W); ``protocol`` the split protocol's text.
+    """
     return {
         "dataset": config.dataset,
         "form": folder.form,
         "classes": list(folder.classes),
         "sensor_size": list(folder.sensor_size),
-        "timesteps": config.timesteps,
-        "size": [config.size, config.size],
+        "timesteps": timesteps,
+        "size": list(size),
         "bins": config.bins,
         "window_us": config.window_us,
-        "train_fraction": config.split,
+        "split_protocol": protocol,
         "split": split,
         "skip_bad": config.skip_bad,
+        "compression": config.compression,
     }
 
 
@@ -113,8 +129,10 @@ def framing_config(config: PreprocessConfig, folder: EventFolder, split: str) ->
 _WORKER: dict = {}
 
 
-def _init_worker(folder: EventFolder, size: int, timesteps: int, bins: str, window_us) -> None:
-    _WORKER.update(folder=folder, size=size, timesteps=timesteps, bins=bins, window_us=window_us)
+def _init_worker(folder: EventFolder, size: tuple[int, int], timesteps: int, bins: str, window_us,
+                 compression: str = DEFAULT_COMPRESSION) -> None:
+    _WORKER.update(folder=folder, size=size, timesteps=timesteps, bins=bins, window_us=window_us,
+                   compression=compression)
 
 
 def _process(index: int):
@@ -127,10 +145,10 @@ def _process(index: int):
         return index, STATUS_BAD, 0, str(err).encode("utf-8"), (time.perf_counter() - t0, 0.0, 0.0)
     t1 = time.perf_counter()
     frames = to_count_frames(
-        events, w["folder"].sensor_size, (w["size"], w["size"]), w["timesteps"], w["bins"], w["window_us"]
+        events, w["folder"].sensor_size, w["size"], w["timesteps"], w["bins"], w["window_us"]
     )
     t2 = time.perf_counter()
-    payload = encode_chunk(frames)
+    payload = encode_chunk(frames, w["compression"])
     t3 = time.perf_counter()
     return index, STATUS_DONE, len(events), payload, (t1 - t0, t2 - t1, t3 - t2)
 
@@ -148,20 +166,25 @@ def run_preprocess(config: PreprocessConfig, progress: bool = True) -> Preproces
     """Frame every recording of ``config.root`` into ``config.out/{train,test}.h5``."""
     config.validate()
     t_start = time.perf_counter()
-    folder = find_event_folder(config.root, config.dataset, config.format)
+    protocol = resolve_protocol(config.dataset, config.split_protocol, config.split)
+    folder = open_event_source(config.root, config.dataset, config.format, config.download)
+    size, timesteps = frame_size(config.dataset, folder.sensor_size, config.size), config.timesteps
+    timesteps = timesteps if timesteps is not None else default_timesteps(config.dataset)
     out = ensure_writable_dir(config.out, "--out directory")
     fingerprint = folder.fingerprint()
     labels = folder.labels
-    split_idx = dict(zip(SPLITS, split_indices(labels, config.split)))
-    result = PreprocessResult(folder.form, str(folder.folder), {})
+    split_idx = dict(zip(SPLITS, split_by_protocol(protocol, labels, [r.relpath for r in folder.recordings],
+                                                   getattr(folder, "official", None), config.dataset)))
+    result = PreprocessResult(folder.form, str(folder.folder), {}, protocol=str(protocol))
+    shape = (timesteps, 2, *size)
 
     todo: dict[str, dict] = {}
     for split in SPLITS:
         if len(split_idx[split]) == 0:
             continue
         path = out / f"{split}.h5"
-        attrs = {"config": framing_config(config, folder, split), "fingerprint": fingerprint,
-                 "classes": list(folder.classes)}
+        attrs = {"config": framing_config(config, folder, split, str(protocol), size, timesteps),
+                 "fingerprint": fingerprint, "classes": list(folder.classes), "split_protocol": str(protocol)}
         if path.exists():
             old = read_store_attrs(path)
             same = old.get("config") == attrs["config"] and old.get("fingerprint") == fingerprint
@@ -185,18 +208,19 @@ def run_preprocess(config: PreprocessConfig, progress: bool = True) -> Preproces
     key_path = out / ".preprocess.partial.json"
     run_key = _run_key(todo)
     if key_path.exists() and key_path.read_text() != run_key or (log_path.exists() and not key_path.exists()):
-        log_path.unlink(missing_ok=True)
+        if not _keep_partial_run(key_path, log_path, todo, config.overwrite):
+            log_path.unlink(missing_ok=True)
     with atomic_path(key_path) as tmp:
         tmp.write_text(run_key)
     log = ProgressLog(log_path)
     try:
         needed = sorted(int(i) for split in todo for i in split_idx[split])
         pending = [i for i in needed if i not in log.records]
-        _run_workers(config, folder, pending, log, len(needed), result, progress)
+        _run_workers(config, folder, (size, timesteps), pending, log, len(needed), result, progress)
         t_write = time.perf_counter()
         for split, job in todo.items():
             n = assemble_store(job["path"], log, split_idx[split], labels,
-                               [r.relpath for r in folder.recordings], _frame_shape(config), job["attrs"])
+                               [r.relpath for r in folder.recordings], shape, job["attrs"], config.compression)
             skipped = [{"file": folder.recordings[i].relpath,
                         "error": log.read_payload(i).decode("utf-8", errors="replace")}
                        for i in split_idx[split] if log.records[i].status == STATUS_BAD]
@@ -216,12 +240,40 @@ def _run_key(todo: dict) -> str:
     return json.dumps({s: j["attrs"] for s, j in sorted(todo.items())}, sort_keys=True)
 
 
-def _frame_shape(config: PreprocessConfig) -> tuple[int, int, int, int]:
-    return (config.timesteps, 2, config.size, config.size)
+def _keep_partial_run(key_path, log_path, todo: dict, overwrite: bool) -> bool:
+    """Whether the progress log left by an interrupted run may be resumed by this one.
+
+    Same options and sources: resume (adding --skip-bad changes no finished frame, since a run
+    without it stops before logging a bad one). Same options, changed source files: start again,
+    the finished frames would not match the files. Other options: UserError unless --overwrite,
+    so that the earlier work is kept.
+    """
+    import json
+
+    if not key_path.exists() or not log_path.exists():
+        return False
+    try:
+        old = json.loads(key_path.read_text())
+    except (OSError, ValueError):
+        return False
+    new = json.loads(_run_key(todo))
+    strip = lambda a: {k: v for k, v in a.get("config", {}).items() if k != "skip_bad"}
+    old_configs = {s: strip(a) for s, a in old.items()}
+    new_configs = {s: strip(a) for s, a in new.items()}
+    if old_configs == new_configs:
+        return all(old[s].get("fingerprint") == a.get("fingerprint") for s, a in new.items() if s in old)
+    if overwrite or log_path.stat().st_size == 0:
+        return False
+    split = next(iter(new_configs))
+    diff = _describe_difference(old_configs.get(split, next(iter(old_configs.values()), {})), new_configs[split])
+    raise UserError(
+        f"'{log_path.parent}' holds the progress of an interrupted preprocess run with other options ({diff}). "
+        "Re-run with those options to resume it, choose another --out, or pass --overwrite to discard it."
+    )
 
 
-def _run_workers(config, folder, pending, log, total, result, progress) -> None:
-    init_args = (folder, config.size, config.timesteps, config.bins, config.window_us)
+def _run_workers(config, folder, frame, pending, log, total, result, progress) -> None:
+    init_args = (folder, *frame, config.bins, config.window_us, config.compression)
     bar = tqdm(total=total, initial=total - len(pending), unit="rec", desc="preprocess",
                disable=not progress, dynamic_ncols=True)
     n_bad = 0

@@ -69,6 +69,10 @@ def _prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> None:
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
         ensure_writable_dir(run_dir, "--run-dir")
         check_run_dir_free(run_dir, resume)
+        from ckdsnn_events.data.loaders import store_split_protocol
+
+        # the split protocol the event stores were made with goes into the run's record
+        config = replace(config, data=replace(config.data, split_protocol=store_split_protocol(config.data)))
         write_toml(config, run_dir / "config.toml")
 
 

@@ -2,7 +2,8 @@
 
 File layout (``train.h5`` / ``test.h5``)::
 
-    frames        (N, T, 2, H, W) uint16, one chunk per sample, shuffle + gzip
+    frames        (N, T, 2, H, W) uint16, one chunk per sample; --compression gzip (shuffle +
+                  deflate level 1), lzf (shuffle + lzf) or none
     labels        (N,) int64
     source_files  (N,) utf-8 str, relative to the dataset folder
     n_events      (N,) int64, events in each source recording
@@ -34,6 +35,7 @@ import torch
 
 from ckdsnn_events import __version__
 from ckdsnn_events.atomic import atomic_path
+from ckdsnn_events.data.event_datasets import COMPRESSIONS, DEFAULT_COMPRESSION  # noqa: F401  (re-exported)
 from ckdsnn_events.errors import UserError
 
 GZIP_LEVEL = 1  # level 1 compresses count frames to within a few % of level 9, several times faster
@@ -44,15 +46,52 @@ _RECORD = struct.Struct("<4sIBqII")  # magic, index, status, n_events, payload l
 _MAGIC = b"CKDF"
 
 
-def encode_chunk(frames: np.ndarray, level: int = GZIP_LEVEL) -> bytes:
-    """Bytes of one HDF5 chunk: HDF5's shuffle filter then its deflate filter (zlib stream)."""
+_LZF_MASK = struct.Struct("<I")  # HDF5 filter mask of an lzf chunk, stored before its bytes in the log
+_LZF_SCRATCH: dict[tuple, h5py.Dataset] = {}
+
+
+def _lzf_scratch(shape: tuple[int, ...]) -> h5py.Dataset:
+    """An in-memory one-chunk dataset with HDF5's shuffle + lzf filters, reused per process and shape.
+
+    No Python package writes HDF5's lzf chunks, so h5py's own filter makes them: frames written
+    here and read back with ``read_direct_chunk`` are exactly the bytes a store's chunk holds.
+    """
+    key = (os.getpid(), shape)  # never use a forked parent's HDF5 handles
+    if key not in _LZF_SCRATCH:
+        f = h5py.File(f"lzf-scratch-{os.getpid()}-{len(_LZF_SCRATCH)}", "w", driver="core", backing_store=False)
+        _LZF_SCRATCH[key] = f.create_dataset("frames", shape=shape, dtype=np.uint16, chunks=shape,
+                                               compression="lzf", shuffle=True)
+    return _LZF_SCRATCH[key]
+
+
+def encode_chunk(frames: np.ndarray, compression: str = DEFAULT_COMPRESSION) -> bytes:
+    """Bytes of one sample's HDF5 chunk, as a worker hands it to the progress log.
+
+    ``gzip``: HDF5's shuffle filter then its deflate filter (a zlib stream). ``lzf``: a 4-byte
+    filter mask, then the shuffle + lzf chunk made by h5py's filter. ``none``: the raw frames.
+    The store copies these chunks unchanged (no recompression at assembly).
+    """
     raw = np.ascontiguousarray(frames)
+    if compression == "none":
+        return raw.tobytes()
+    if compression == "lzf":
+        scratch = _lzf_scratch(raw.shape)
+        scratch[...] = raw
+        mask, chunk = scratch.id.read_direct_chunk((0,) * raw.ndim)
+        return _LZF_MASK.pack(mask) + chunk
     shuffled = raw.view(np.uint8).reshape(-1, raw.itemsize).T.tobytes()
-    return zlib.compress(shuffled, level)
+    return zlib.compress(shuffled, GZIP_LEVEL)
 
 
-def decode_chunk(payload: bytes, shape: tuple[int, ...], dtype=np.uint16) -> np.ndarray:
+def decode_chunk(payload: bytes, shape: tuple[int, ...], dtype=np.uint16, compression: str = DEFAULT_COMPRESSION) -> np.ndarray:
     """Inverse of :func:`encode_chunk`."""
+    if compression == "none":
+        return np.frombuffer(payload, dtype=dtype).reshape(shape).copy()
+    if compression == "lzf":
+        scratch = _lzf_scratch(tuple(shape))
+        (mask,) = _LZF_MASK.unpack_from(payload)
+        scratch.id.write_direct_chunk((0,) * len(shape), payload[_LZF_MASK.size:], filter_mask=mask)
+        return scratch[...]
     itemsize = np.dtype(dtype).itemsize
     shuffled = np.frombuffer(zlib.decompress(payload), dtype=np.uint8).reshape(itemsize, -1)
     return np.ascontiguousarray(shuffled.T).view(dtype).reshape(shape)
@@ -118,11 +157,13 @@ def assemble_store(
     source_files: list[str],
     frame_shape: tuple[int, ...],
     attrs: dict,
+    compression: str = DEFAULT_COMPRESSION,
 ) -> int:
     """Write the store for ``indices`` (global sample indices, in order) from ``log``; atomic.
 
     ``labels`` and ``source_files`` are indexed by global index. Bad samples are left out and
-    listed in the ``skipped`` attribute. Returns the number of samples written.
+    listed in the ``skipped`` attribute; ``compression`` must be the one the log's payloads were
+    encoded with (:func:`encode_chunk`). Returns the number of samples written.
     """
     indices = list(indices)
     good = [i for i in indices if log.records[i].status == STATUS_DONE]
@@ -138,16 +179,20 @@ def assemble_store(
                 shape=(len(good), *frame_shape),
                 dtype=np.uint16,
                 chunks=(1, *frame_shape) if good else None,
-                compression="gzip" if good else None,
-                compression_opts=GZIP_LEVEL if good else None,
-                shuffle=bool(good),
+                compression=compression if good and compression != "none" else None,
+                compression_opts=GZIP_LEVEL if good and compression == "gzip" else None,
+                shuffle=bool(good) and compression != "none",
                 track_times=False,
             )
             with open(log.path, "rb") as src:
                 for j, i in enumerate(good):
                     rec = log.records[i]
                     src.seek(rec.offset)
-                    frames.id.write_direct_chunk((j,) + (0,) * len(frame_shape), src.read(rec.length))
+                    payload, mask = src.read(rec.length), 0
+                    if compression == "lzf":
+                        (mask,) = _LZF_MASK.unpack_from(payload)
+                        payload = payload[_LZF_MASK.size:]
+                    frames.id.write_direct_chunk((j,) + (0,) * len(frame_shape), payload, filter_mask=mask)
             f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64)[good], track_times=False)
             f.create_dataset(
                 "source_files",
@@ -163,6 +208,7 @@ def assemble_store(
             for key, value in attrs.items():
                 f.attrs[key] = value if isinstance(value, str) else json.dumps(value)
             f.attrs["skipped"] = json.dumps(skipped)
+            f.attrs["compression"] = compression
             f.attrs["tool_version"] = __version__
     return len(good)
 

@@ -38,11 +38,12 @@ from ckdsnn_events.data import static
 from ckdsnn_events.data.augment import RandomFlipShift
 from ckdsnn_events.data.batch import Batch, collate_event_frames
 from ckdsnn_events.data.encoders import ENCODERS, SpikeEncoder, build_encoder
+from ckdsnn_events.data.event_datasets import EVENT_DATASETS as ALL_EVENT_DATASETS
 from ckdsnn_events.data.event_folders import split_indices
 from ckdsnn_events.data.frame_store import FrameStoreDataset
 from ckdsnn_events.errors import UserError
 
-EVENT_DATASETS = ("cifar10dvs", "digits-dvs")
+EVENT_DATASETS = tuple(d for d in ALL_EVENT_DATASETS if d != "event-folder")  # trained from frame stores
 IMAGE_DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
 DATASETS = EVENT_DATASETS + IMAGE_DATASETS
 DEFAULT_IMAGE_TIMESTEPS = 4
@@ -53,7 +54,7 @@ class DataConfig:
     """The ``[data]`` section of a run: which dataset, how it is batched, encoded and augmented.
 
     Attributes:
-        dataset: cifar10dvs | digits-dvs (event frame stores) | cifar10 | cifar100 | imagefolder |
+        dataset: cifar10dvs | digits-dvs | dvsgesture | nmnist | ncaltech101 | asldvs | pokerdvs (event frame stores) | cifar10 | cifar100 | imagefolder |
             digits (static images).
         root: events: the folder holding ``train.h5``/``test.h5`` from ``ckd-events preprocess``;
             cifar10/cifar100: the folder holding ``cifar-10-batches-py/`` / ``cifar-100-python/``;
@@ -77,6 +78,8 @@ class DataConfig:
         normalize: mean/std-normalise images (the teacher's input and the direct encoding).
         event_flip, event_shift: events: random horizontal flip, random shift of up to this many
             pixels, the same for all T frames of a sample.
+        split_protocol: events: the protocol the stores were made with (``ckd-events preprocess
+            --split-protocol``); runs fill it in from the stores, a different value is refused.
         seed: seed of the training order (the trainer sets it to the run's seed).
         distributed, world_size, rank: set by the trainer under torchrun.
     """
@@ -99,6 +102,7 @@ class DataConfig:
     normalize: bool = True
     event_flip: bool = True
     event_shift: int = 4
+    split_protocol: str | None = None  # events: the stores' split protocol (filled in from them; set: insist on it)
     seed: int = 0
     distributed: bool = False
     world_size: int = 1
@@ -301,6 +305,11 @@ def _event_splits(config: DataConfig):
                         f"--dataset {config.dataset} --root RAW_RECORDINGS --out {root}")
     full = FrameStoreDataset(paths["train"])
     test = FrameStoreDataset(paths["test"])
+    made_with = full.config.get("split_protocol")
+    if config.split_protocol is not None and made_with is not None and config.split_protocol != made_with:
+        raise UserError(f"data.split_protocol is {config.split_protocol}, but the stores in '{root}' were made with "
+                        f"{made_with}. Re-run ckd-events preprocess --split-protocol {config.split_protocol} "
+                        f"--out {root} --overwrite, or leave data.split_protocol unset.")
     shape = full.frame_shape
     if tuple(test.frame_shape) != tuple(shape):
         raise UserError(f"'{paths['train']}' holds frames of shape {shape} but '{paths['test']}' {test.frame_shape}; "
@@ -327,6 +336,16 @@ def _event_splits(config: DataConfig):
     info = DatasetInfo(config.dataset, "events", classes, len(classes), channels, (height, width), timesteps,
                        "frames", len(train), len(val) if val is not None else 0, len(test))
     return train, val, test, collate_event_frames, collate_event_frames, info
+
+
+def store_split_protocol(config: DataConfig) -> str | None:
+    """The split protocol recorded in an event dataset's ``train.h5`` (None: images, or no store yet)."""
+    from ckdsnn_events.data.frame_store import read_store_attrs
+
+    path = Path(config.root or "") / "train.h5"
+    if not config.is_events or not path.is_file():
+        return config.split_protocol
+    return read_store_attrs(path).get("config", {}).get("split_protocol", config.split_protocol)
 
 
 def _image_splits(config: DataConfig):

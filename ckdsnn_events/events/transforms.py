@@ -39,6 +39,7 @@ class ToCountFrames:
             raise ValueError("bins='window' needs window_us > 0")
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
+        # tonic's ASL-DVS reader yields (N, 1) arrays (its .mat columns): frame them as (N,)
         return to_count_frames(
-            events, self.sensor_size, self.size, self.timesteps, self.bins, self.window_us
+            events.reshape(-1), self.sensor_size, self.size, self.timesteps, self.bins, self.window_us
         )
