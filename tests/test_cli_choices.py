@@ -18,7 +18,8 @@ def _choices(command, option: str) -> tuple[str, ...]:
 
 def test_choices_come_from_the_library():
     from ckdsnn_events.data.encoders import ENCODERS
-    from ckdsnn_events.data.event_folders import EVENT_DATASETS, EXTENSIONS
+    from ckdsnn_events.data.event_datasets import COMPRESSIONS, DEFAULT_COMPRESSION, EVENT_DATASETS
+    from ckdsnn_events.data.event_folders import EXTENSIONS
     from ckdsnn_events.data.loaders import DATASETS, IMAGE_DATASETS
     from ckdsnn_events.distill.losses import VARIANTS
     from ckdsnn_events.energy.presets import PRESETS
@@ -28,6 +29,9 @@ def test_choices_come_from_the_library():
     assert _choices(data.preprocess, "dataset") == (*EVENT_DATASETS, *IMAGE_DATASETS)
     assert _choices(data.preprocess, "form") == ("auto", *EXTENSIONS)
     assert _choices(data.preprocess, "bins") == BIN_MODES
+    assert _choices(data.preprocess, "compression") == COMPRESSIONS
+    compression = next(p for p in data.preprocess.params if p.name == "compression")
+    assert compression.default() == DEFAULT_COMPRESSION == compression.show_default
     for command in (train.train_teacher, train.distill, train.ablate):
         assert _choices(command, "dataset") == DATASETS
         assert _choices(command, "encoder") == ENCODERS
