@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from ckdsnn_events import __version__
+from ckdsnn_events.distill.presets import PRESETS
 from ckdsnn_events.errors import UserError
 
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
@@ -201,6 +202,10 @@ def _training_options(command):
                      help="Run directory (default runs/<dataset>/<kind>-<arch>-seed<seed>)."),
         click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                      help="Override any config key, e.g. --set loss.samd_variant=reference (repeatable)."),
+        click.option("--preset", default=None, type=click.Choice(list(PRESETS)),
+                     help="reference: the released CKDSNN code's training step (ReLU last block, projector head, "
+                          "avgpool shortcut, train-mode teacher, its loss forms); paper: the paper's formulas. "
+                          "Applied over the recipe, under the other options. [preset]"),
     ]
     for option in reversed(options):
         command = option(command)
@@ -208,13 +213,14 @@ def _training_options(command):
 
 
 def _resolve(kind: str, dataset, root, recipe, epochs, lr, batch_size, timesteps, encoder, workers, download,
-             seed, device, run_dir, overrides, extra=None):
+             seed, device, run_dir, overrides, preset=None, extra=None):
     from ckdsnn_events.pipelines.train import resolve_config
 
     optim = "teacher_optim" if kind == "teacher" else "optim"
     options = {"data.root": root, f"{optim}.epochs": epochs, f"{optim}.lr": lr, "data.batch_size": batch_size,
                "data.timesteps": timesteps, "data.encoder": encoder, "data.workers": workers,
-               "data.download": download, "seed": seed, "device": device, "run_dir": run_dir, **(extra or {})}
+               "data.download": download, "seed": seed, "device": device, "run_dir": run_dir, "preset": preset,
+               **(extra or {})}
     return resolve_config(dataset, recipe, options, overrides)
 
 
@@ -415,3 +421,7 @@ def demo(data, runs_root, limit, timesteps, size, workers, overrides) -> None:
                + (f" (ANN/SNN {ratio:.2f}x)" if ratio else ""))
     click.echo(f"  report: {summary['report']}")
     click.echo("  seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()))
+
+
+from ckdsnn_events.cli.models import models as _models  # noqa: E402  (a command in its own module)
+main.add_command(_models)

@@ -18,7 +18,9 @@ from ckdsnn_events.atomic import atomic_path, ensure_writable_dir
 from ckdsnn_events.checkpoints import load_checkpoint, load_model_state
 from ckdsnn_events.config import apply_overrides, from_dict, load_toml, to_dict, write_toml
 from ckdsnn_events.distill.config import RunConfig
+from ckdsnn_events.distill.presets import apply_preset
 from ckdsnn_events.errors import UserError
+from ckdsnn_events.models.arch import check_alignment, check_same_options, recorded_options
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 
@@ -38,7 +40,8 @@ def recipe_path(dataset: str) -> Path:
 
 def resolve_config(dataset: str, recipe: str | None = None, options: dict | None = None,
                    overrides: tuple[str, ...] = ()) -> RunConfig:
-    """Recipe, then CLI options (``{"optim.lr": 0.05, ...}``, None values skipped), then ``--set``."""
+    """Recipe, then its preset (``preset`` from any of them), then CLI options (``{"optim.lr": 0.05,
+    ...}``, None values skipped), then ``--set``."""
     path = Path(recipe) if recipe else recipe_path(dataset)
     if not recipe and not path.exists():
         raise UserError(f"no recipe for --dataset '{dataset}'; pass --recipe FILE.toml "
@@ -46,6 +49,9 @@ def resolve_config(dataset: str, recipe: str | None = None, options: dict | None
     data = load_toml(path)
     data.setdefault("data", {})["dataset"] = dataset
     flat = [f"{key}={json.dumps(value)}" for key, value in (options or {}).items() if value is not None]
+    preset = apply_overrides(data, flat + list(overrides)).get("preset")
+    if preset is not None:
+        data = apply_preset(data, preset)
     data = apply_overrides(data, flat + list(overrides))
     config = from_dict(RunConfig, data)
     config.validate()
@@ -82,6 +88,8 @@ def teacher_cache_dir(config: RunConfig) -> Path:
     """Where ``distill`` keeps the teacher it trained itself for this data and teacher setting."""
     key = {"data": to_dict(replace(config.data, workers=0, batch_size=0)), "teacher": config.model.teacher,
            "width": config.model.teacher_width, "optim": to_dict(config.teacher_optim), "seed": config.seed}
+    if config.model.downsample:  # only when set, so that the caches made before the option keep their names
+        key["downsample"] = config.model.downsample
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return Path(config.runs_root) / config.data.dataset / f"teacher-{config.model.teacher}-cached-{digest}"
 
@@ -103,6 +111,7 @@ def load_teacher(config: RunConfig, path: str | os.PathLike, info, option: str =
         raise UserError(f"{option} '{path}' does not fit this run: " + "; ".join(problems) + ".")
     config = replace(config, model=replace(config.model, teacher_width=payload.get("width")))
     teacher = make_model("teacher", config, info)
+    check_same_options(payload.get("options"), recorded_options(teacher), f"{option} '{path}'")
     load_model_state(teacher, payload["model"], path, option)
     return teacher
 
@@ -113,6 +122,9 @@ def run_distill(config: RunConfig, resume: bool = False, progress: bool = True, 
     from ckdsnn_events.data.loaders import build_loaders
     from ckdsnn_events.distill.trainer import fit
 
+    _, _, _, info = build_loaders(replace(config.data, workers=0))
+    if config.loss.beta > 0 or config.loss.alpha_feat > 0:  # the maps SAMD / feature KD compare
+        check_alignment(config.model.teacher, config.model.student, info.input_size)
     teacher_result = None
     if config.teacher_checkpoint:
         teacher_path = Path(config.teacher_checkpoint)
@@ -124,7 +136,6 @@ def run_distill(config: RunConfig, resume: bool = False, progress: bool = True, 
                 print(f"no teacher given: training one ({config.model.teacher}) into {cache}")
             teacher_result = run_train_teacher(config, resume=(cache / "last.pt").exists(), progress=progress,
                                                run_dir=cache, optim=config.teacher_optim)
-    _, _, _, info = build_loaders(replace(config.data, workers=0))
     teacher = load_teacher(config, teacher_path, info, "--teacher" if config.teacher_checkpoint else "cached teacher")
     config = replace(config, teacher_checkpoint=str(teacher_path))
     run_dir = Path(run_dir or config.run_dir or default_run_dir(config, "student", tag))
@@ -179,6 +190,7 @@ def load_trained(checkpoint: str | os.PathLike, overrides: dict | None = None, k
     width = {"teacher_width" if model_kind == "teacher" else "student_width": payload.get("width")}
     config = replace(config, model=replace(config.model, **width))
     model = make_model(model_kind, config, info)
+    check_same_options(payload.get("options"), recorded_options(model), f"{option} '{checkpoint}'")
     load_model_state(model, payload["model"], checkpoint, option)
     return payload, config, model.eval(), (train, val, test), info
 

@@ -28,6 +28,7 @@ from ckdsnn_events.distill.config import OptimConfig, RunConfig
 from ckdsnn_events.distill.losses import DistillationLoss
 from ckdsnn_events.errors import UserError
 from ckdsnn_events.models import LIF, LIFParameters, build_student, build_teacher, reuse_freed_memory
+from ckdsnn_events.models.arch import check_same_options, recorded_options
 
 METRIC_COLUMNS = (
     "epoch", "lr", "seconds", "train_loss", "train_ce", "train_samd", "train_nld", "train_kd",
@@ -97,10 +98,12 @@ def make_model(kind: str, config: RunConfig, info: DatasetInfo) -> nn.Module:
     """The teacher or student the config names, for the dataset ``info`` describes."""
     m = config.model
     if kind == "teacher":
-        return build_teacher(m.teacher, num_classes=info.num_classes, in_channels=info.in_channels, width=m.teacher_width)
+        return build_teacher(m.teacher, num_classes=info.num_classes, in_channels=info.in_channels, width=m.teacher_width,
+                             downsample=m.downsample)
     neuron = LIFParameters(decay=m.decay, v_th=m.threshold, reset=m.reset, surrogate_width=m.surrogate_width)
     return build_student(m.student, num_classes=info.num_classes, in_channels=info.in_channels,
-                         width=m.student_width, neuron=neuron)
+                         width=m.student_width, neuron=neuron, last_block=m.last_block, head=m.head,
+                         downsample=m.downsample)
 
 
 @torch.no_grad()
@@ -192,8 +195,9 @@ def fit(
     if kind == "student":
         if teacher is None:
             raise ValueError("a student needs a teacher")
-        teacher = teacher.to(device).eval().requires_grad_(False)  # frozen: BN statistics never move
-        loss_fn = DistillationLoss(**asdict(config.loss), student_channels=model.fc.in_features,
+        # frozen weights; BN on running statistics ("eval") or, as the released code, batch ones ("train")
+        teacher = teacher.to(device).train(config.loss.teacher_mode == "train").requires_grad_(False)
+        loss_fn = DistillationLoss(**config.loss.loss_kwargs(), student_channels=model.fc.in_features,
                                    teacher_channels=teacher.fc.in_features).to(device)
     params = list(model.parameters()) + (list(loss_fn.parameters()) if loss_fn is not None else [])
     optimizer = torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
@@ -204,6 +208,7 @@ def fit(
         run_dir.mkdir(parents=True, exist_ok=True)
     if resume and last_path.exists():
         state = load_checkpoint(last_path, kind, option="--resume")
+        check_same_options(state.get("options"), recorded_options(model), f"--resume '{last_path}'")
         load_model_state(model, state["model"], last_path, "--resume")
         optimizer.load_state_dict(state["optimizer"])
         if loss_fn is not None and state.get("loss_module"):
@@ -222,7 +227,7 @@ def fit(
     total_steps, warmup_steps = optim.epochs * steps_per_epoch, optim.warmup_epochs * steps_per_epoch
     payload = {"kind": kind, "arch": config.model.teacher if kind == "teacher" else config.model.student,
                "width": config.model.teacher_width if kind == "teacher" else config.model.student_width,
-               "num_classes": info.num_classes, "in_channels": info.in_channels,
+               "num_classes": info.num_classes, "in_channels": info.in_channels, "options": recorded_options(bare),
                "neuron": asdict(LIFParameters(config.model.decay, config.model.threshold, reset=config.model.reset,
                                               surrogate_width=config.model.surrogate_width)) if kind == "student" else None,
                "dataset": {"name": info.name, "kind": info.kind, "classes": list(info.classes),

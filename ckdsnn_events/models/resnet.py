@@ -108,15 +108,18 @@ def build_resnet_teacher(spec: ArchSpec, num_classes: int, in_channels: int, wid
 
     Of ``options`` only ``downsample`` applies (a teacher has ReLUs and the linear head throughout).
     """
-    downsample = options.resolved(spec).downsample
+    options = ArchOptions(downsample=options.resolved(spec).downsample)  # the rest are the student's
+    downsample = options.downsample
     if spec.name == "resnet18" and width in (None, spec.base_width) and downsample == "conv":
-        return _torchvision_resnet18(num_classes, in_channels)
-    widths = spec.widths(width)
-    stages, previous = [], widths[0]
-    for channels, blocks, stride in zip(widths, spec.blocks, spec.strides):
-        stages.append(make_stage(previous, channels, blocks, stride, downsample))
-        previous = channels
-    model = ResNetTeacher(stem_conv(in_channels, widths[0]), nn.BatchNorm2d(widths[0]), stages,
-                          nn.Linear(widths[-1], num_classes), triple_stem=spec.stem == "triple")
-    init_resnet_(model)
+        model = _torchvision_resnet18(num_classes, in_channels)
+    else:
+        widths = spec.widths(width)
+        stages, previous = [], widths[0]
+        for channels, blocks, stride in zip(widths, spec.blocks, spec.strides):
+            stages.append(make_stage(previous, channels, blocks, stride, downsample))
+            previous = channels
+        model = ResNetTeacher(stem_conv(in_channels, widths[0]), nn.BatchNorm2d(widths[0]), stages,
+                              nn.Linear(widths[-1], num_classes), triple_stem=spec.stem == "triple")
+        init_resnet_(model)
+    model.options = options  # plain attribute (not in the state_dict), recorded in checkpoints
     return model
