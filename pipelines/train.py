@@ -20,7 +20,7 @@ from ckdsnn_events.config import apply_overrides, from_dict, load_toml, to_dict,
 from ckdsnn_events.distill.config import RunConfig
 from ckdsnn_events.distill.presets import apply_preset
 from ckdsnn_events.errors import UserError
-from ckdsnn_events.models.arch import check_alignment, check_same_options, recorded_options
+from ckdsnn_events.models.arch import check_alignment, check_same_options, config_options, recorded_options
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 
@@ -65,12 +65,15 @@ def default_run_dir(config: RunConfig, kind: str, tag: str | None = None) -> Pat
     return Path(config.runs_root) / config.data.dataset / name
 
 
-def _prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> None:
+def _prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool, kind: str) -> None:
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
         ensure_writable_dir(run_dir, "--run-dir")
         if (run_dir / "last.pt").exists() and not resume:
             raise UserError(f"'{run_dir}' already holds a run (last.pt). Pass --resume to continue it, "
                             "or choose another --run-dir.")
+        if (run_dir / "last.pt").exists():  # before config.toml is rewritten: refuse other model options
+            last = load_checkpoint(run_dir / "last.pt", kind, "--resume")
+            check_same_options(last.get("options"), config_options(config, kind), f"--resume '{run_dir / 'last.pt'}'")
         write_toml(config, run_dir / "config.toml")
 
 
@@ -80,7 +83,7 @@ def run_train_teacher(config: RunConfig, resume: bool = False, progress: bool = 
     from ckdsnn_events.distill.trainer import fit
 
     run_dir = Path(run_dir or config.run_dir or default_run_dir(config, "teacher"))
-    _prepare_run_dir(config, run_dir, resume)
+    _prepare_run_dir(config, run_dir, resume, "teacher")
     return fit(config, "teacher", run_dir, optim=optim or config.teacher_optim, resume=resume, progress=progress)
 
 
@@ -139,7 +142,7 @@ def run_distill(config: RunConfig, resume: bool = False, progress: bool = True, 
     teacher = load_teacher(config, teacher_path, info, "--teacher" if config.teacher_checkpoint else "cached teacher")
     config = replace(config, teacher_checkpoint=str(teacher_path))
     run_dir = Path(run_dir or config.run_dir or default_run_dir(config, "student", tag))
-    _prepare_run_dir(config, run_dir, resume)
+    _prepare_run_dir(config, run_dir, resume, "student")
     result = fit(config, "student", run_dir, optim=config.optim, teacher=teacher, resume=resume, progress=progress)
     result["teacher_checkpoint"] = str(teacher_path)
     result["teacher_result"] = teacher_result

@@ -36,7 +36,7 @@ from ckdsnn_events.errors import UserError
 
 __all__ = [
     "ArchSpec", "ARCHS", "TEACHERS", "STUDENTS", "LAST_BLOCKS", "HEADS", "DOWNSAMPLES", "PROJECTOR_WIDTH",
-    "ArchOptions", "get_arch", "check_choice", "feature_map_size", "check_same_options", "recorded_options", "check_alignment",
+    "ArchOptions", "get_arch", "check_choice", "feature_map_size", "check_same_options", "recorded_options", "config_options", "check_alignment",
 ]
 
 LAST_BLOCKS = ("lif", "relu")
@@ -142,6 +142,14 @@ def feature_map_size(name: str, input_size: tuple[int, int]) -> tuple[int, int]:
 def recorded_options(model) -> dict:
     """The options a built teacher or student records in its checkpoint (``model.options``)."""
     return model.options.recorded("student" if hasattr(model, "spike_keys") else "teacher")
+
+
+def config_options(config, kind: str) -> dict:
+    """What :func:`recorded_options` gives for the model a run config (its ``model`` section:
+    ``teacher``/``student``, ``last_block``, ``head``, ``downsample``) would build, without building it."""
+    m = config.model
+    options = ArchOptions(m.last_block, m.head, m.downsample)
+    return options.resolved(get_arch(m.teacher if kind == "teacher" else m.student, kind, tuple(ARCHS))).recorded(kind)
 
 
 def check_same_options(recorded: Optional[Mapping], wanted: Mapping, source: str) -> None:
