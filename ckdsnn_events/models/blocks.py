@@ -12,7 +12,7 @@ from torchvision.models.resnet import conv1x1
 
 from ckdsnn_events.models.arch import PROJECTOR_WIDTH, check_choice, DOWNSAMPLES
 
-__all__ = ["stem_conv", "shortcut", "ProjectorHead", "init_resnet_"]
+__all__ = ["stem_conv", "shortcut", "declare_real_valued_input", "ProjectorHead", "init_resnet_"]
 
 
 def stem_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -31,7 +31,21 @@ def shortcut(in_channels: int, out_channels: int, stride: int, kind: str) -> nn.
     if kind == "conv":
         return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
     pool = nn.AvgPool2d(stride, stride=stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
-    return nn.Sequential(pool, conv1x1(in_channels, out_channels), nn.BatchNorm2d(out_channels))
+    conv = conv1x1(in_channels, out_channels)
+    if stride > 1:
+        declare_real_valued_input(conv)  # it reads pooled spikes, fractions
+    return nn.Sequential(pool, conv, nn.BatchNorm2d(out_channels))
+
+
+def declare_real_valued_input(layer: nn.Module) -> nn.Module:
+    """Mark a layer that reads real values by construction (``layer.real_valued_input = True``).
+
+    The energy counter charges such a layer MACs whatever its input holds: without the mark it
+    decides from the values, and a real-valued input that happens to hold only 0s and 1s (a silent
+    stage upstream) would pass for spikes.
+    """
+    layer.real_valued_input = True
+    return layer
 
 
 class ProjectorHead(nn.Module):
@@ -45,8 +59,9 @@ class ProjectorHead(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, hidden: int = PROJECTOR_WIDTH):
         super().__init__()
-        self.fc2 = nn.Linear(in_features, hidden)
-        self.fc1 = nn.Linear(hidden, out_features)
+        # both read real values: a mean over T of pooled features, then fc2's outputs
+        self.fc2 = declare_real_valued_input(nn.Linear(in_features, hidden))
+        self.fc1 = declare_real_valued_input(nn.Linear(hidden, out_features))
         self.in_features, self.out_features = in_features, out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

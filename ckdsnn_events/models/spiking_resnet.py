@@ -42,7 +42,7 @@ from torch import nn
 from torchvision.models.resnet import conv3x3
 
 from ckdsnn_events.models.arch import ArchOptions, ArchSpec
-from ckdsnn_events.models.blocks import ProjectorHead, init_resnet_, shortcut, stem_conv
+from ckdsnn_events.models.blocks import ProjectorHead, declare_real_valued_input, init_resnet_, shortcut, stem_conv
 from ckdsnn_events.models.neurons import LIF, LIFParameters
 from ckdsnn_events.models.time_major import is_constant_in_time
 
@@ -134,6 +134,10 @@ class SpikingResNet(nn.Module):
             self.fc = ProjectorHead(widths[-1], num_classes)
         else:
             self.fc = nn.Linear(widths[-1], num_classes)
+            if self.options.last_block == "relu":
+                declare_real_valued_input(self.fc)  # it reads the pooled ReLU output
+        if self.triple_stem:
+            declare_real_valued_input(self.layer1[0].conv1)  # it reads the stem's pooled spikes
         init_resnet_(self)
         keys = []
         for name, module in self.named_modules():
