@@ -245,3 +245,14 @@ def test_models_command_lists_every_architecture_with_its_parameters():
     assert any(line.startswith("*") and "student resnet20m" in line and "11,247,370" in line
                for line in dvs.output.splitlines())
     assert_user_error(cli("models", "--set", "model.head=mlp"), "model.head", "linear, projector")
+
+
+def test_energy_report_of_a_reference_student(reference_run, tmp_path):
+    from ckdsnn_events.pipelines.energy import run_energy
+
+    summary = run_energy(reference_run["best_checkpoint"], limit=4, out_dir=tmp_path, progress=False)
+    layers = {layer["name"]: layer for layer in summary["student"]["report"]["layers"]}
+    # the projector reads real values: 16 channels (width 4) x 256, then 256 x 10 classes, once per sample
+    assert (layers["fc.fc2"]["input_kind"], layers["fc.fc2"]["macs"]) == ("real", 16 * 256)
+    assert (layers["fc.fc1"]["input_kind"], layers["fc.fc1"]["macs"]) == ("real", 256 * 10)
+    assert (tmp_path / "energy.json").exists()
