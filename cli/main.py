@@ -41,8 +41,8 @@ def main() -> None:
       ckd-events simulate --out data/digits-dvs
       ckd-events preprocess --dataset digits-dvs --root data/digits-dvs --out data/digits-dvs-frames -T 6 --size 32
       ckd-events distill --dataset digits-dvs          (trains the teacher first)
-      ckd-events evaluate --checkpoint runs/digits-dvs/student-resnet20-seed0/best.pt
-      ckd-events energy --checkpoint runs/digits-dvs/student-resnet20-seed0/best.pt
+      ckd-events evaluate --checkpoint runs/digits-dvs/student-resnet20-cifar16-seed0/best.pt
+      ckd-events energy --checkpoint runs/digits-dvs/student-resnet20-cifar16-seed0/best.pt
     """
 
 

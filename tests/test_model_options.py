@@ -256,3 +256,17 @@ def test_energy_report_of_a_reference_student(reference_run, tmp_path):
     assert (layers["fc.fc2"]["input_kind"], layers["fc.fc2"]["macs"]) == ("real", 16 * 256)
     assert (layers["fc.fc1"]["input_kind"], layers["fc.fc1"]["macs"]) == ("real", 256 * 10)
     assert (tmp_path / "energy.json").exists()
+
+
+def test_models_package_imports_only_itself_and_errors_at_top_level():
+    """No import circle back into models/, and models/ depends on no other package of the library."""
+    import ast
+
+    import ckdsnn_events.models as models
+
+    for path in Path(models.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ckdsnn_events"):
+                assert node.module.startswith(("ckdsnn_events.models", "ckdsnn_events.errors")), (path, node.module)
+                assert node.col_offset == 0, f"{path.name}: import of {node.module} inside a function"

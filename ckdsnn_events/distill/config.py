@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from ckdsnn_events.data.loaders import DataConfig
+from ckdsnn_events.distill.presets import PRESETS
 from ckdsnn_events.errors import UserError
 
 
@@ -119,6 +120,7 @@ class RunConfig:
         # the loss checks its own weights, temperatures and variant names; fail before any training
         DistillationLoss(**self.loss.loss_kwargs(), student_channels=1, teacher_channels=1)
         check_choice("loss.teacher_mode", self.loss.teacher_mode, TEACHER_MODES)
+        check_choice("preset", self.preset, tuple(PRESETS) + (None,))
         ArchOptions(self.model.last_block, self.model.head, self.model.downsample)  # UserError naming the key
         if self.model.init_from_teacher and self.model.head != "linear":
             raise UserError(f"model.init_from_teacher copies the teacher's linear classifier, which model.head="

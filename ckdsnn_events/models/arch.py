@@ -87,7 +87,7 @@ STUDENTS: tuple[str, ...] = tuple(ARCHS)
 def check_choice(key: str, value, choices: tuple) -> None:
     """UserError naming ``key`` and the valid ``choices`` unless ``value`` is one of them."""
     if value not in choices:
-        shown = ", ".join("none (the architecture's own)" if c is None else str(c) for c in choices)
+        shown = ", ".join(str(c) for c in choices if c is not None)  # None is the default, not typed
         raise UserError(f"{key} {value!r} is not a valid choice; choose one of: {shown}.")
 
 
