@@ -4,7 +4,7 @@ Target (issue 5): evaluation with exact counting (``energy.report.measure_studen
 ``ckd-events energy`` runs) costs at most 1.3x plain evaluation (``distill.trainer.evaluate``, what
 ``ckd-events evaluate`` and every epoch's validation run) on the same data.
 
-Model: the spiking ResNet-20 student (``build_student("resnet20", in_channels=2)``, LIF neurons),
+Model: the spiking ResNet-20 student (``build_student("resnet20-cifar16", in_channels=2)``, LIF neurons),
 eval mode; inputs: CIFAR10-DVS-shaped event-count frames, T=10, 2 x 48 x 48, Poisson counts; BN
 affine set so that the untrained neurons fire like a trained student (~10-20 % of steps). The two
 evaluations alternate over the same in-memory batches (``common.interleaved_seconds``), the ratio
@@ -44,7 +44,7 @@ def main() -> None:
     repeats = args.repeats or (3 if args.quick else 5)
 
     torch.manual_seed(0)
-    model = build_student("resnet20", num_classes=10, in_channels=2, width=args.width).to(device).eval()
+    model = build_student("resnet20-cifar16", num_classes=10, in_channels=2, width=args.width).to(device).eval()
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.weight.data.fill_(1.0)
@@ -64,7 +64,7 @@ def main() -> None:
     report, scored = results["counted"]
     assert abs(scored["acc"] - results["plain"]["acc"]) < 1e-9, "counting changed the predictions"
     print(f"device={device} threads={torch.get_num_threads()} T={steps} batch={batch} batches={n_batches} "
-          f"repeats={repeats} student=resnet20 width={args.width or 'default'}")
+          f"repeats={repeats} student=resnet20-cifar16 width={args.width or 'default'}")
     totals = report.totals()
     print(f"per sample: {report.sops:.4g} SOPs, {report.macs:.4g} MACs, approx {report.approx_sops:.4g} SOPs, "
           f"firing rate {totals['neuron_firing_rate']:.3f}, {report.energy_pj / 1e6:.4g} uJ")

@@ -55,8 +55,8 @@ DISTILL_TARGET = 1.15
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", default="resnet20", choices=STUDENTS, help="student (and ANN) architecture")
-    parser.add_argument("--teacher", default="resnet20", choices=TEACHERS, help="teacher of the distillation step")
+    parser.add_argument("--arch", default="resnet20-cifar16", choices=STUDENTS, help="student (and ANN) architecture")
+    parser.add_argument("--teacher", default="resnet20-cifar16", choices=TEACHERS, help="teacher of the distillation step")
     parser.add_argument("--width", type=int, default=None, help="first-stage channels (default: the architecture's)")
     parser.add_argument("--teacher-width", type=int, default=None)
     parser.add_argument("--timesteps", "-T", type=int, default=10)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from ckdsnn_events import __version__
-from ckdsnn_events.cli import data, demo, reports, train
+from ckdsnn_events.cli import data, demo, models, reports, train
 from ckdsnn_events.errors import UserError
 
 
@@ -39,8 +39,8 @@ def main() -> None:
       ckd-events simulate --out data/digits-dvs
       ckd-events preprocess --dataset digits-dvs --root data/digits-dvs --out data/digits-dvs-frames -T 6 --size 32
       ckd-events distill --dataset digits-dvs          (trains the teacher first)
-      ckd-events evaluate --checkpoint runs/digits-dvs/student-resnet20-seed0/best.pt
-      ckd-events energy --checkpoint runs/digits-dvs/student-resnet20-seed0/best.pt
+      ckd-events evaluate --checkpoint runs/digits-dvs/student-resnet20-cifar16-seed0/best.pt
+      ckd-events energy --checkpoint runs/digits-dvs/student-resnet20-cifar16-seed0/best.pt
     """
 
 
@@ -53,3 +53,4 @@ main.add_command(train.ablate)
 main.add_command(reports.energy)
 main.add_command(reports.saliency)
 main.add_command(demo.demo)
+main.add_command(models.models)

@@ -42,6 +42,10 @@ def _training_options(command):
                      help="Run directory (default runs/<dataset>/<kind>-<arch>-seed<seed>)."),
         click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                      help="Override any config key, e.g. --set loss.samd_variant=reference (repeatable)."),
+        click.option("--preset", default=None, type=LibraryChoice("ckdsnn_events.distill.presets:PRESETS"),
+                     help="reference: the released CKDSNN code's training step (ReLU last block, projector head, "
+                          "avgpool shortcut, train-mode teacher, its loss forms); paper: the paper's formulas. "
+                          "Applied over the recipe, under the other options. [preset]"),
     ]
     for option in reversed(options):
         command = option(command)
@@ -53,7 +57,7 @@ CONFIG_KEYS = {
     "root": "data.root", "epochs": "{optim}.epochs", "lr": "{optim}.lr", "batch_size": "data.batch_size",
     "timesteps": "data.timesteps", "encoder": "data.encoder", "workers": "data.workers",
     "download": "data.download", "seed": "seed", "device": "device", "run_dir": "run_dir",
-    "teacher_arch": "model.teacher", "student_arch": "model.student",
+    "teacher_arch": "model.teacher", "student_arch": "model.student", "preset": "preset",
 }
 
 

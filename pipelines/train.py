@@ -18,6 +18,7 @@ from ckdsnn_events.atomic import atomic_path, ensure_writable_dir
 from ckdsnn_events.checkpoints import load_checkpoint
 from ckdsnn_events.config import apply_overrides, apply_values, from_dict, load_toml, to_dict, write_toml
 from ckdsnn_events.distill.config import RunConfig
+from ckdsnn_events.distill.presets import apply_preset
 from ckdsnn_events.distill.runs import (
     architecture,
     check_run_dir_free,
@@ -26,6 +27,7 @@ from ckdsnn_events.distill.runs import (
     prepare_device,
 )
 from ckdsnn_events.errors import UserError
+from ckdsnn_events.models.arch import check_alignment, check_same_options, config_options, recorded_options
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 
@@ -45,13 +47,18 @@ def recipe_path(dataset: str) -> Path:
 
 def resolve_config(dataset: str, recipe: str | None = None, options: dict | None = None,
                    overrides: tuple[str, ...] = ()) -> RunConfig:
-    """Recipe, then CLI options (``{"optim.lr": 0.05, ...}``, None values skipped), then ``--set``."""
+    """Recipe, then its preset (``preset`` from any of them), then CLI options (``{"optim.lr": 0.05,
+    ...}``, None values skipped), then ``--set``."""
     path = Path(recipe) if recipe else recipe_path(dataset)
     if not recipe and not path.exists():
         raise UserError(f"no recipe for --dataset '{dataset}'; pass --recipe FILE.toml "
                         f"(recipes: {', '.join(sorted(p.stem for p in RECIPES.glob('*.toml')))}).")
     data = load_toml(path)
     data.setdefault("data", {})["dataset"] = dataset
+    # the preset (named by any layer) sits between the recipe and the options given on top of it
+    preset = apply_overrides(apply_values(data, options or {}), overrides).get("preset")
+    if preset is not None:
+        data = apply_preset(data, preset)
     data = apply_overrides(apply_values(data, options or {}), overrides)
     config = from_dict(RunConfig, data)
     config.validate()
@@ -65,10 +72,13 @@ def default_run_dir(config: RunConfig, kind: str, tag: str | None = None) -> Pat
     return Path(config.runs_root) / config.data.dataset / name
 
 
-def _prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> None:
+def _prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool, kind: str) -> None:
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
         ensure_writable_dir(run_dir, "--run-dir")
         check_run_dir_free(run_dir, resume)
+        if (run_dir / "last.pt").exists():  # before config.toml is rewritten: refuse other model options
+            last = load_checkpoint(run_dir / "last.pt", kind, "--resume")
+            check_same_options(last.get("options"), config_options(config, kind), f"--resume '{run_dir / 'last.pt'}'")
         from ckdsnn_events.data.loaders import store_split_protocol
 
         # the split protocol the event stores were made with goes into the run's record
@@ -82,7 +92,7 @@ def run_train_teacher(config: RunConfig, resume: bool = False, progress: bool = 
     from ckdsnn_events.distill.trainer import fit
 
     run_dir = Path(run_dir or config.run_dir or default_run_dir(config, "teacher"))
-    _prepare_run_dir(config, run_dir, resume)
+    _prepare_run_dir(config, run_dir, resume, "teacher")
     return fit(config, "teacher", run_dir, optim=optim or config.teacher_optim, resume=resume, progress=progress)
 
 
@@ -90,6 +100,8 @@ def teacher_cache_dir(config: RunConfig) -> Path:
     """Where ``distill`` keeps the teacher it trained itself for this data and teacher setting."""
     key = {"data": to_dict(replace(config.data, workers=0, batch_size=0)), "teacher": config.model.teacher,
            "width": config.model.teacher_width, "optim": to_dict(config.teacher_optim), "seed": config.seed}
+    if config.model.downsample:  # only when set, so that the caches made before the option keep their names
+        key["downsample"] = config.model.downsample
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return Path(config.runs_root) / config.data.dataset / f"teacher-{config.model.teacher}-cached-{digest}"
 
@@ -113,6 +125,9 @@ def run_distill(config: RunConfig, resume: bool = False, progress: bool = True, 
     from ckdsnn_events.data.loaders import build_loaders
     from ckdsnn_events.distill.trainer import fit
 
+    _, _, _, info = build_loaders(replace(config.data, workers=0))
+    if config.loss.beta > 0 or config.loss.alpha_feat > 0:  # the maps SAMD / feature KD compare
+        check_alignment(config.model.teacher, config.model.student, info.input_size)
     teacher_result = None
     if config.teacher_checkpoint:
         teacher_path = Path(config.teacher_checkpoint)
@@ -124,11 +139,10 @@ def run_distill(config: RunConfig, resume: bool = False, progress: bool = True, 
                 print(f"no teacher given: training one ({config.model.teacher}) into {cache}")
             teacher_result = run_train_teacher(config, resume=(cache / "last.pt").exists(), progress=progress,
                                                run_dir=cache, optim=config.teacher_optim)
-    _, _, _, info = build_loaders(replace(config.data, workers=0))
     teacher = load_teacher(config, teacher_path, info, "--teacher" if config.teacher_checkpoint else "cached teacher")
     config = replace(config, teacher_checkpoint=str(teacher_path))
     run_dir = Path(run_dir or config.run_dir or default_run_dir(config, "student", tag))
-    _prepare_run_dir(config, run_dir, resume)
+    _prepare_run_dir(config, run_dir, resume, "student")
     result = fit(config, "student", run_dir, optim=config.optim, teacher=teacher, resume=resume, progress=progress)
     result["teacher_checkpoint"] = str(teacher_path)
     result["teacher_result"] = teacher_result

@@ -23,12 +23,14 @@ from ckdsnn_events.models import (
     build_teacher,
     reuse_freed_memory,
 )
+from ckdsnn_events.models.arch import feature_map_size
 from ckdsnn_events.models.registry import ARCHS
 from ckdsnn_events.models.resnet import build_resnet_teacher
 
-SMALL_WIDTH = {"resnet18": 4, "resnet19": 4, "resnet20": 4}
-STAGES = {"resnet18": 4, "resnet19": 3, "resnet20": 3}
-BLOCKS = {"resnet18": 8, "resnet19": 8, "resnet20": 9}
+SMALL_WIDTH = {"resnet18": 4, "resnet19": 4, "resnet20": 4, "resnet20m": 4, "resnet20-cifar16": 4}
+STAGES = {"resnet18": 4, "resnet19": 3, "resnet20": 3, "resnet20m": 4, "resnet20-cifar16": 3}
+BLOCKS = {"resnet18": 8, "resnet19": 8, "resnet20": 9, "resnet20m": 8, "resnet20-cifar16": 9}
+STEM_LIFS = {"resnet20m": 3}  # three conv-BN-LIF in the stem; every other architecture has one
 
 
 def _params(model: nn.Module) -> int:
@@ -51,8 +53,10 @@ def test_teacher_shapes_and_features(arch):
     torch.testing.assert_close(logits, logits2)
     n = STAGES[arch]
     assert list(features) == [f"layer{i}" for i in range(1, n + 1)]
+    first = 8 if arch == "resnet20m" else 16  # resnet20m's stem pools 2x2
     for i, f in enumerate(features.values()):
-        assert f.shape == (3, w * 2**i, 16 // 2**i, 16 // 2**i)
+        assert f.shape == (3, w * 2**i, first // 2**i, first // 2**i)
+    assert tuple(features[f"layer{n}"].shape[2:]) == feature_map_size(arch, (16, 16))
     last = features[f"layer{n}"]
     assert isinstance(teacher.fc, nn.Linear) and teacher.fc.in_features == last.shape[1]
     # the classifier is GAP + fc of the last feature map: the CAM's premise
@@ -65,7 +69,7 @@ def test_student_shapes_spikes_and_lif_calls(arch):
     w = SMALL_WIDTH[arch]
     student = build_student(arch, num_classes=5, in_channels=2, width=w)
     lifs = [(name, m) for name, m in student.named_modules() if isinstance(m, LIF)]
-    assert len(lifs) == 1 + 2 * BLOCKS[arch]
+    assert len(lifs) == STEM_LIFS.get(arch, 1) + 2 * BLOCKS[arch]
     calls = []
     for name, m in lifs:
         m.register_forward_hook(lambda mod, args, out, name=name: calls.append((name, out)))
@@ -80,7 +84,7 @@ def test_student_shapes_spikes_and_lif_calls(arch):
     assert last_key == f"layer{STAGES[arch]}.{ARCHS[arch].blocks[-1] - 1}.lif2"
     last = spikes[last_key]
     top = w * 2 ** (STAGES[arch] - 1)
-    side = 16 // 2 ** (STAGES[arch] - 1)
+    side = feature_map_size(arch, (16, 16))[0]
     assert last.shape == (3, 2, top, side, side) and student.fc.in_features == top
     for s in spikes.values():
         assert s.dim() == 5 and s.shape[:2] == (3, 2)
@@ -155,14 +159,24 @@ def test_resnet19_and_resnet20_parameter_counts():
     assert _params(r19) == _expected_params(3, (128, 256, 512), (3, 3, 2), (1, 2, 2), 10) == 12_569_226
     assert _params(s19) == 12_569_226
     assert [m.out_channels for m in r19.modules() if isinstance(m, nn.Conv2d)][0] == 128
-    r20 = build_teacher("resnet20", num_classes=10, in_channels=3)
+    r20 = build_teacher("resnet20-cifar16", num_classes=10, in_channels=3)
     # He et al.'s 0.27M, plus the two projection shortcuts (option B)
     assert _params(r20) == _expected_params(3, (16, 32, 64), (3, 3, 3), (1, 2, 2), 10) == 272_474
     convs = [m for m in r20.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
     assert len(convs) + 1 == 20  # 19 3x3 convolutions + fc
-    assert _params(build_teacher("resnet20", num_classes=100, in_channels=2, width=32)) == _expected_params(
+    assert _params(build_teacher("resnet20-cifar16", num_classes=100, in_channels=2, width=32)) == _expected_params(
         2, (32, 64, 128), (3, 3, 3), (1, 2, 2), 100
     )
+    # Guo et al.'s resnet20_cifar: 128/256/512 channels, 3 x 3 BasicBlocks, strided 1x1 shortcuts
+    with torch.device("meta"):
+        guo = build_student("resnet20", num_classes=10, in_channels=2)
+        modified = build_student("resnet20m", num_classes=10, in_channels=2)
+    assert _params(guo) == _expected_params(2, (128, 256, 512), (3, 3, 3), (1, 2, 2), 10) == 17_288_714
+    # resnet20_cifar_modified: two more 64-channel 3x3 conv + BN in the stem, [2, 2, 2, 2] blocks at
+    # 64-512 (its AvgPool -> 1x1 conv shortcut has the strided 1x1 conv's parameters)
+    extra_stem = 2 * (64 * 64 * 9 + 2 * 64)
+    assert _params(modified) == _expected_params(2, (64, 128, 256, 512), (2, 2, 2, 2), (1, 2, 2, 2), 10) + extra_stem
+    assert _params(modified) == 11_247_370
 
 
 @pytest.mark.parametrize("arch", STUDENTS)

@@ -6,6 +6,10 @@ from typing import NamedTuple
 
 import torch
 
+from ckdsnn_events.models.time_major import is_constant_in_time
+
+__all__ = ["Batch", "collate_event_frames", "is_constant_in_time"]
+
 
 class Batch(NamedTuple):
     """A training/evaluation batch.
@@ -53,10 +57,6 @@ class Batch(NamedTuple):
             inputs = self.inputs.pin_memory()
         return Batch(inputs, teacher, self.labels.pin_memory())
 
-
-def is_constant_in_time(inputs: torch.Tensor) -> bool:
-    """True for (T, ...) tensors made by expanding one time step (stride 0 along T)."""
-    return inputs.dim() > 1 and inputs.shape[0] > 1 and inputs.stride(0) == 0
 
 
 def collate_event_frames(samples: list[tuple[torch.Tensor, int]]) -> Batch:

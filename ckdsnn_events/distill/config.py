@@ -12,12 +12,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from ckdsnn_events.data.loaders import DataConfig
+from ckdsnn_events.distill.presets import PRESETS
 from ckdsnn_events.errors import UserError
+
+
+TEACHER_MODES = ("eval", "train")
 
 
 @dataclass
 class ModelConfig:
-    """Architectures by name (``resnet18``, ``resnet19``, ``resnet20``) and the student's neuron."""
+    """Architectures by name (:data:`ckdsnn_events.models.STUDENTS`), their block options, the student's neuron."""
 
     teacher: str = "resnet20"
     student: str = "resnet20"
@@ -27,6 +31,11 @@ class ModelConfig:
     threshold: float = 1.0
     reset: Literal["hard", "subtract"] = "hard"
     surrogate_width: float = 1.0  # triangle surrogate gamma
+    # block options, each described in ckdsnn_events/models/arch.py; the reference preset sets the
+    # released CKDSNN code's: "relu", "projector", "avgpool"
+    last_block: str = "lif"  # student: output neuron of the very last block, "lif" | "relu"
+    head: str = "linear"  # student: "linear" (fc per step, mean over T) | "projector" (mean over T, fc2 -> fc1)
+    downsample: str | None = None  # teacher and student shortcut: "conv" | "avgpool"; None: the architecture's own
     # start the student from the teacher's conv/BN/fc weights (same architecture and width) instead of
     # from scratch: an ANN-to-SNN initialisation, not part of CKDSNN; it skips the long plateau a deep
     # spiking ResNet sits on at random initialisation, which matters for short CPU runs
@@ -48,6 +57,14 @@ class LossConfig:
     samd_variant: Literal["paper", "reference"] = "paper"
     nld_variant: Literal["paper", "reference"] = "paper"
     samd_target_class: Literal["label", "predicted"] | None = None
+    # BN of the teacher while it teaches: "eval" (running statistics: a frozen teacher) or "train"
+    # (batch statistics, as the released code, whose Lightning module puts the teacher in train mode
+    # with the student); the teacher's weights never train either way
+    teacher_mode: str = "eval"
+
+    def loss_kwargs(self) -> dict:
+        """The keyword arguments of :class:`~ckdsnn_events.distill.losses.DistillationLoss`."""
+        return {k: v for k, v in asdict(self).items() if k != "teacher_mode"}
 
 
 @dataclass
@@ -75,6 +92,7 @@ class RunConfig:
     runs_root: str = "runs"
     run_dir: str | None = None  # default: <runs_root>/<dataset>-<stage>-<architecture>-seed<seed>
     teacher_checkpoint: str | None = None
+    preset: str | None = None  # "paper" | "reference": settings applied under the CLI's (see distill/presets.py)
 
     def validate(self) -> None:
         """Raise UserError naming the first invalid setting."""
@@ -92,14 +110,21 @@ class RunConfig:
             if optim.grad_clip is not None and not optim.grad_clip > 0:
                 raise UserError(f"{name}.grad_clip must be positive, got {optim.grad_clip}.")
         from ckdsnn_events.distill.losses import DistillationLoss
-        from ckdsnn_events.models import STUDENTS, TEACHERS
+        from ckdsnn_events.models import STUDENTS, TEACHERS, ArchOptions
+        from ckdsnn_events.models.arch import check_choice
 
         for name, value, known in (("teacher", self.model.teacher, TEACHERS), ("student", self.model.student, STUDENTS)):
             if value not in known:
                 raise UserError(f"model.{name} '{value}' is not a known architecture; choose one of "
                                 f"{', '.join(sorted(known))}.")
         # the loss checks its own weights, temperatures and variant names; fail before any training
-        DistillationLoss(**asdict(self.loss), student_channels=1, teacher_channels=1)
+        DistillationLoss(**self.loss.loss_kwargs(), student_channels=1, teacher_channels=1)
+        check_choice("loss.teacher_mode", self.loss.teacher_mode, TEACHER_MODES)
+        check_choice("preset", self.preset, tuple(PRESETS) + (None,))
+        ArchOptions(self.model.last_block, self.model.head, self.model.downsample)  # UserError naming the key
+        if self.model.init_from_teacher and self.model.head != "linear":
+            raise UserError(f"model.init_from_teacher copies the teacher's linear classifier, which model.head="
+                            f"'{self.model.head}' does not have; use model.head=linear or drop init_from_teacher.")
         if self.model.init_from_teacher and (self.model.teacher != self.model.student
                                              or self.model.teacher_width != self.model.student_width):
             raise UserError("model.init_from_teacher needs the same teacher and student architecture and width "

@@ -25,6 +25,7 @@ from ckdsnn_events.data.loaders import DatasetInfo
 from ckdsnn_events.distill.config import ModelConfig, RunConfig
 from ckdsnn_events.errors import UserError
 from ckdsnn_events.models import LIFParameters, build_student, build_teacher, reuse_freed_memory
+from ckdsnn_events.models.arch import check_same_options, recorded_options
 
 
 def pick_device(name: str) -> torch.device:
@@ -65,9 +66,11 @@ def make_model(kind: str, config: RunConfig, info: DatasetInfo) -> nn.Module:
     """The teacher or student the config names, for the dataset ``info`` describes."""
     m = config.model
     if kind == "teacher":
-        return build_teacher(m.teacher, num_classes=info.num_classes, in_channels=info.in_channels, width=m.teacher_width)
+        return build_teacher(m.teacher, num_classes=info.num_classes, in_channels=info.in_channels, width=m.teacher_width,
+                             downsample=m.downsample)
     return build_student(m.student, num_classes=info.num_classes, in_channels=info.in_channels,
-                         width=m.student_width, neuron=neuron_parameters(m))
+                         width=m.student_width, neuron=neuron_parameters(m), last_block=m.last_block, head=m.head,
+                         downsample=m.downsample)
 
 
 def architecture(kind: str, model: ModelConfig) -> tuple[str, int | None]:
@@ -99,6 +102,7 @@ def model_from_checkpoint(payload: dict, config: RunConfig, info: DatasetInfo, p
     width = {"teacher_width" if kind == "teacher" else "student_width": payload.get("width")}
     config = replace(config, model=replace(config.model, **width))
     model = make_model(kind, config, info)
+    check_same_options(payload.get("options"), recorded_options(model), f"{option} '{path}'")
     load_model_state(model, payload["model"], path, option)
     return config, model
 

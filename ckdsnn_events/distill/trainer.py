@@ -32,6 +32,7 @@ from ckdsnn_events.distill.losses import DistillationLoss
 from ckdsnn_events.distill.metrics import FiringRate, append_metrics, metrics_row, read_row, truncate_metrics
 from ckdsnn_events.distill.runs import check_run_dir_free, checkpoint_header, make_model, prepare_device
 from ckdsnn_events.errors import UserError
+from ckdsnn_events.models.arch import check_same_options, recorded_options
 
 
 def autocast(device: torch.device, precision: str):
@@ -121,8 +122,9 @@ def make_objective(kind: str, config: RunConfig, model: nn.Module, teacher: nn.M
         return TeacherObjective()
     if teacher is None:
         raise ValueError("a student needs a teacher")
-    teacher = teacher.to(device).eval().requires_grad_(False)  # frozen: BN statistics never move
-    loss = DistillationLoss(**asdict(config.loss), student_channels=model.fc.in_features,
+    # frozen weights; BN on running statistics ("eval") or, as the released code, batch ones ("train")
+    teacher = teacher.to(device).train(config.loss.teacher_mode == "train").requires_grad_(False)
+    loss = DistillationLoss(**config.loss.loss_kwargs(), student_channels=model.fc.in_features,
                             teacher_channels=teacher.fc.in_features).to(device)
     return DistillationObjective(teacher, loss)
 
@@ -221,6 +223,7 @@ def fit(
     check_run_dir_free(run_dir, resume)
     if resume and last_path.exists():
         state = load_checkpoint(last_path, kind, option="--resume")
+        check_same_options(state.get("options"), recorded_options(model), f"--resume '{last_path}'")
         load_model_state(model, state["model"], last_path, "--resume")
         optimizer.load_state_dict(state["optimizer"])
         if loss_module is not None and state.get("loss_module"):
@@ -231,7 +234,7 @@ def fit(
     if dist.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     bare = model.module if dist.enabled else model
-    header = checkpoint_header(kind, config, info)
+    header = {**checkpoint_header(kind, config, info), "options": recorded_options(bare)}
     steps_per_epoch = len(train_loader)
     total_steps, warmup_steps = optim.epochs * steps_per_epoch, optim.warmup_epochs * steps_per_epoch
 

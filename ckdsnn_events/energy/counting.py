@@ -17,8 +17,12 @@ What is counted, per ``nn.Conv1d/2d/3d`` and ``nn.Linear`` call, from forward ho
   the input (a numba kernel on CPU that also checks the input is binary; reductions elsewhere)
   and a dot product with ``coverage``: far cheaper than convolving the spikes with an all-ones
   kernel. A Linear layer costs ``out_features`` accumulates per input spike.
-* **Real-valued layers** (anything else: the first conv under direct encoding, event counts > 1):
-  multiply-accumulates (MACs), every multiply of the call, whatever the values. The count follows
+* **Real-valued layers** (anything else: the first conv under direct encoding, event counts > 1;
+  and every layer whose module has ``real_valued_input = True``, which a model sets on the layers
+  that read real values by construction, so that an input that happens to hold only 0s and 1s, as
+  a silent last stage gives, is still charged as what the hardware computes: the projector head
+  after the mean over T, the classifier after a ReLU last block, the 1x1 conv after an AvgPool
+  shortcut): multiply-accumulates (MACs), every multiply of the call, whatever the values. The count follows
   the calls: a conv that runs on the flattened (T*B, ...) batch is charged T times per sample, a
   stem conv that the student runs once on (B, ...) for a constant-in-time input is charged once;
   ``steps_per_sample`` in the report (input rows per sample) says which happened.
@@ -85,6 +89,11 @@ AVG_POOL_DIMS = {
     nn.AvgPool3d: 3, nn.AdaptiveAvgPool3d: 3,
 }
 POOLED_LINEAR_MODES = ("fold", "macs")
+
+
+def _spike_fed(module: nn.Module) -> bool:
+    """False for a layer its model declares real-valued (``module.real_valued_input = True``)."""
+    return not getattr(module, "real_valued_input", False)
 
 
 class SynapticOpCounter:
@@ -216,7 +225,7 @@ class SynapticOpCounter:
                     coverage = tally.coverage[(spatial, x.device)] = conv_coverage(conv, spatial, x.device)
                 binary, per_position = spike_stats(x)
                 sops = (per_position * coverage).sum() * (conv.out_channels // conv.groups)
-                tally.add(group, binary, per_position.sum(), sops)
+                tally.add(group, binary & _spike_fed(conv), per_position.sum(), sops)
 
         return hook
 
@@ -237,7 +246,7 @@ class SynapticOpCounter:
                         group.calls += 1
                         return
                     spikes = exact_sum(x)
-                    tally.add(group, is_binary(x), spikes, spikes * linear.out_features)
+                    tally.add(group, is_binary(x) & _spike_fed(linear), spikes, spikes * linear.out_features)
                     return
                 group = tally.group(
                     ("pooled-spikes", pooled.input_shape, tuple(x.shape)),
@@ -246,7 +255,8 @@ class SynapticOpCounter:
                         macs, pooled.covered_elements * linear.out_features,
                     ),
                 )
-                tally.add(group, pooled.binary, pooled.spikes, pooled.covered_spikes * linear.out_features)
+                tally.add(group, pooled.binary & _spike_fed(linear), pooled.spikes,
+                          pooled.covered_spikes * linear.out_features)
 
         return hook
 

@@ -9,13 +9,15 @@
     logits, features = teacher(images, return_features=True)   # features["layer3"]: last map
     logits, spikes = student(frames, return_spikes=True)        # spikes[student.spike_keys[-1]]
 
-See :mod:`.registry` for the architectures, :mod:`.neurons` for the LIF neuron,
+See :mod:`.registry` for the architectures, :mod:`.arch` for their options (``last_block``,
+``head``, ``downsample``: ``build_student(..., head="projector")``), :mod:`.neurons` for the LIF neuron,
 :mod:`.allocator` for why CPU training calls :func:`reuse_freed_memory` first.
 """
 
 from ckdsnn_events.models.allocator import reuse_freed_memory
 from ckdsnn_events.models.neurons import LIF, LIFParameters, lif_sequence, lif_sequence_reference
-from ckdsnn_events.models.registry import STUDENTS, TEACHERS, build_student, build_teacher
+from ckdsnn_events.models.arch import ArchOptions
+from ckdsnn_events.models.registry import STUDENTS, TEACHERS, build_student, build_teacher, parameter_count
 
 __all__ = [
     "LIF",
@@ -25,6 +27,8 @@ __all__ = [
     "build_teacher",
     "build_student",
     "reuse_freed_memory",
+    "parameter_count",
+    "ArchOptions",
     "TEACHERS",
     "STUDENTS",
 ]

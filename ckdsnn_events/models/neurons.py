@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from ckdsnn_events.errors import UserError
+from ckdsnn_events.models.time_major import is_constant_in_time
 
 __all__ = ["RESETS", "LIFParameters", "LIF", "lif_sequence", "lif_sequence_reference", "triangle_spike"]
 
@@ -198,7 +199,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 def _as_rows(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(T, ...) -> (T, N) without copying when possible (also for stride-0-in-time inputs)."""
     x = x.to(dtype)
-    if x.stride(0) == 0 and x.shape[0] > 1:
+    if is_constant_in_time(x):
         inner = x[0].contiguous().reshape(-1)
         return inner.expand(x.shape[0], inner.numel())
     return x.reshape(x.shape[0], -1).contiguous()

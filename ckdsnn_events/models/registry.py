@@ -1,71 +1,57 @@
 """Architectures by name, argument checks, and the two constructors the rest of the code calls.
 
-Three ResNets, each as an ANN teacher (:mod:`.resnet`) and a spiking student
-(:mod:`.spiking_resnet`) of the same topology:
+Five ResNets, each as an ANN teacher (:mod:`.resnet`) and a spiking student
+(:mod:`.spiking_resnet`) of the same topology (specs in :mod:`.arch`):
 
-==========  ============  =============  ===========  ==============================================
-name        blocks        widths         strides      source
-==========  ============  =============  ===========  ==============================================
-resnet18    2, 2, 2, 2    w, 2w, 4w, 8w  1, 2, 2, 2   torchvision ResNet-18, 3x3 stride-1 stem, no
-            (w = 64)                                  max-pool (the usual CIFAR adaptation)
-resnet19    3, 3, 2       w, 2w, 4w      1, 2, 2      ResNet-19 of the SNN literature (tdBN, Zheng
-            (w = 128)                                 et al. 2021; TET; CKDSNN), one classifier
-resnet20    3, 3, 3       w, 2w, 4w      1, 2, 2      CIFAR ResNet-20 (He et al. 2016, Sec. 4.2)
-            (w = 16)                                  as CKDSNN's code builds it
-==========  ============  =============  ===========  ==============================================
+================  ============  ===============  ==========  ==========================================
+name              blocks        widths           strides     source
+================  ============  ===============  ==========  ==========================================
+resnet18          2, 2, 2, 2    w, 2w, 4w, 8w    1, 2, 2, 2  torchvision ResNet-18, 3x3 stride-1 stem,
+                  (w = 64)                                   no max-pool (the usual CIFAR adaptation)
+resnet19          3, 3, 2       w, 2w, 4w        1, 2, 2     ResNet-19 of the SNN literature (tdBN,
+                  (w = 128)                                  Zheng et al. 2021; TET; CKDSNN's code)
+resnet20          3, 3, 3       w, 2w, 4w        1, 2, 2     ``resnet20_cifar`` of Guo et al.'s code
+                  (w = 128)                                  (yfguo91/MPBN, yfguo91/Ternary-Spike,
+                                                             ``models/resnet.py``): CIFAR10-DVS
+resnet20m         2, 2, 2, 2    w, 2w, 4w, 8w    1, 2, 2, 2  ``resnet20_cifar_modified`` of the same
+                  (w = 64)                                   code: stem of three 64-channel 3x3 convs
+                                                             + AvgPool2d(2), AvgPool shortcut
+resnet20-cifar16  3, 3, 3       w, 2w, 4w        1, 2, 2     He et al.'s CIFAR ResNet-20 (2016, Sec.
+                  (w = 16)                                   4.2), ``resnet20`` (width_mult=1) of
+                                                             CKDSNN's code; the embedded demo's
+================  ============  ===============  ==========  ==========================================
 
-All three: 3x3 stride-1 stem convolution to ``w`` channels + BN + nonlinearity, stages of
-BasicBlocks (two 3x3 convolutions), projection shortcut (1x1 convolution with the block's stride
-+ BN, torchvision's ``downsample``) where the shape changes, global average pooling, one linear
-classifier ``fc`` on ``4w`` (``8w`` for resnet18) channels. ``width`` sets ``w``.
+All: 3x3 stride-1 stem convolution to ``w`` channels + BN + nonlinearity (resnet20m: three, then
+a 2x2 average pool), stages of BasicBlocks (two 3x3 convolutions), projection shortcut where the
+shape changes, global average pooling, a linear classifier ``fc`` on the last stage's channels.
+``width`` sets ``w``. The block options (``last_block``, ``head``, ``downsample``) are described
+in :mod:`.arch`; the defaults are the plain forms above (strided 1x1-conv shortcut, except
+resnet20m's own AvgPool shortcut; LIF last block; one linear classifier), the ``reference``
+preset switches to the released CKDSNN code's.
 
-ResNet-20: He et al.'s CIFAR ResNet-20 (16/32/64 channels, 3 stages of 3 BasicBlocks: 1 + 18
-convolutions + 1 linear = 20 weight layers) is the ResNet-20 that SNN distillation papers train
-on CIFAR10-DVS; CKDSNN's public code builds exactly these stages (``resnet20`` in
-``ann_models/resnet.py`` and ``snn_models/resnet_models.py``). Shortcuts here are projections (He
-et al.'s option B, as torchvision) instead of He et al.'s parameter-free zero-padding (option A)
-or the CKDSNN code's AvgPool -> 1x1 conv -> BN: one shortcut form for every architecture, and in
-a student a strided 1x1 convolution reads spikes (accumulates only), where an average pool would
-feed it real values. Not reproduced from the CKDSNN student code: its extra 256-unit hidden
-linear layer and the ReLU in place of the last LIF (the last stage here spikes, as SAMD assumes).
+Which ResNet-20 is which: the papers CKDSNN compares with on CIFAR10-DVS (Guo et al.'s EnOF,
+MPBN, Ternary-Spike) train their ``resnet20_cifar`` (128/256/512 channels, 3 x 3 blocks) and
+``resnet20_cifar_modified`` (here ``resnet20``, ``resnet20m``). He et al.'s 16/32/64-channel
+ResNet-20 (0.27 M parameters) is what CKDSNN's code calls ``resnet20``; it is kept as
+``resnet20-cifar16``, the size that trains on a CPU in minutes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Optional, Union
 
 from torch import nn
 
 from ckdsnn_events.errors import UserError
+from ckdsnn_events.models.arch import ARCHS, STUDENTS, TEACHERS, ArchOptions, ArchSpec, get_arch
 from ckdsnn_events.models.neurons import LIFParameters
+from ckdsnn_events.models.resnet import build_resnet_teacher
+from ckdsnn_events.models.spiking_resnet import SpikingResNet
 
-__all__ = ["ArchSpec", "ARCHS", "TEACHERS", "STUDENTS", "get_arch", "build_teacher", "build_student"]
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """A ResNet as stages of BasicBlocks."""
-
-    name: str
-    blocks: tuple[int, ...]  # BasicBlocks per stage
-    strides: tuple[int, ...]  # stride of each stage's first block
-    base_width: int  # channels of the stem and the first stage (``width`` overrides it)
-
-    def widths(self, width: Optional[int] = None) -> tuple[int, ...]:
-        """Channels of each stage: ``w * 2**i``."""
-        w = self.base_width if width is None else width
-        return tuple(w * 2**i for i in range(len(self.blocks)))
-
-
-ARCHS: dict[str, ArchSpec] = {
-    "resnet18": ArchSpec("resnet18", (2, 2, 2, 2), (1, 2, 2, 2), 64),
-    "resnet19": ArchSpec("resnet19", (3, 3, 2), (1, 2, 2), 128),
-    "resnet20": ArchSpec("resnet20", (3, 3, 3), (1, 2, 2), 16),
-}
-TEACHERS: tuple[str, ...] = tuple(ARCHS)
-STUDENTS: tuple[str, ...] = tuple(ARCHS)
+__all__ = ["ArchSpec", "ARCHS", "TEACHERS", "STUDENTS", "get_arch", "build_teacher", "build_student",
+           "parameter_count"]
 
 
 def _positive_int(name: str, value, allow_none: bool = False) -> None:
@@ -73,13 +59,6 @@ def _positive_int(name: str, value, allow_none: bool = False) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserError(f"{name} must be a positive integer (got {value!r}).")
-
-
-def get_arch(name: str, kind: str, names: tuple[str, ...]) -> ArchSpec:
-    """The spec of architecture ``name``; UserError naming the valid choices otherwise."""
-    if name not in names:
-        raise UserError(f"unknown {kind} architecture {name!r}; choose one of: {', '.join(names)}.")
-    return ARCHS[name]
 
 
 def _check_common(num_classes: int, in_channels: int, width: Optional[int]) -> None:
@@ -101,7 +80,8 @@ def _neuron(neuron: Union[LIFParameters, Mapping]) -> LIFParameters:
     raise UserError(f"neuron must be LIFParameters (or a dict of them), got {type(neuron).__name__}.")
 
 
-def build_teacher(name: str, num_classes: int = 10, in_channels: int = 3, width: Optional[int] = None) -> nn.Module:
+def build_teacher(name: str, num_classes: int = 10, in_channels: int = 3, width: Optional[int] = None, *,
+                  downsample: Optional[str] = None) -> nn.Module:
     """An ANN teacher: (B, C, H, W) -> logits (B, K); see :class:`.resnet.ResNetTeacher`.
 
     Args:
@@ -109,12 +89,11 @@ def build_teacher(name: str, num_classes: int = 10, in_channels: int = 3, width:
         num_classes: K.
         in_channels: C of the input (2 for event frames, 3 for RGB images).
         width: channels of the first stage (None: the architecture's own, see the table above).
+        downsample: "conv", "avgpool" or None (the architecture's own); see :mod:`.arch`.
     """
-    from ckdsnn_events.models.resnet import build_resnet_teacher
-
     spec = get_arch(name, "teacher", TEACHERS)
     _check_common(num_classes, in_channels, width)
-    return build_resnet_teacher(spec, num_classes, in_channels, width)
+    return build_resnet_teacher(spec, num_classes, in_channels, width, ArchOptions(downsample=downsample))
 
 
 def build_student(
@@ -123,6 +102,10 @@ def build_student(
     in_channels: int = 3,
     width: Optional[int] = None,
     neuron: Union[LIFParameters, Mapping] = LIFParameters(),
+    *,
+    last_block: str = "lif",
+    head: str = "linear",
+    downsample: Optional[str] = None,
 ) -> nn.Module:
     """A spiking student: (T, B, C, H, W) -> logits (B, K); see :class:`.spiking_resnet.SpikingResNet`.
 
@@ -130,9 +113,16 @@ def build_student(
         name: one of :data:`STUDENTS`.
         num_classes, in_channels, width: as for :func:`build_teacher`.
         neuron: parameters of every LIF layer (or their ``dataclasses.asdict``).
+        last_block: "lif" or "relu" (the released CKDSNN code's); see :mod:`.arch`.
+        head: "linear" or "projector" (the released code's fc2 -> fc1).
+        downsample: "conv", "avgpool" or None (the architecture's own).
     """
-    from ckdsnn_events.models.spiking_resnet import SpikingResNet
-
     spec = get_arch(name, "student", STUDENTS)
     _check_common(num_classes, in_channels, width)
-    return SpikingResNet(spec, num_classes, in_channels, width, _neuron(neuron))
+    options = ArchOptions(last_block=last_block, head=head, downsample=downsample)
+    return SpikingResNet(spec, num_classes, in_channels, width, _neuron(neuron), options)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of trainable parameters (BN's running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,4 +1,4 @@
-"""ANN teachers: ResNet-18 (torchvision's, adapted to small inputs), ResNet-19 and ResNet-20.
+"""ANN teachers: ResNet-18 (torchvision's, adapted to small inputs), ResNet-19, the ResNet-20s.
 
 Every teacher is a :class:`ResNetTeacher` whose parts are torchvision's: ResNet-18 at its own
 width is ``torchvision.models.resnet18(num_classes=K)`` with the 7x7 stride-2 stem replaced by a
@@ -7,7 +7,10 @@ width is ``torchvision.models.resnet18(num_classes=K)`` with the 7x7 stride-2 st
 widths) are stages of ``torchvision.models.resnet.BasicBlock`` assembled the way torchvision's
 ``ResNet._make_layer`` does it. Parameter names are torchvision's (``conv1``, ``bn1``,
 ``layer1.0.conv1``, ``...downsample.0``, ``fc``), so an adapted torchvision ResNet-18's
-``state_dict`` loads into the ResNet-18 teacher and back.
+``state_dict`` loads into the ResNet-18 teacher and back. ``downsample="avgpool"`` swaps the
+shortcut for :func:`.blocks.shortcut`'s AvgPool -> 1x1 conv -> BN (the released CKDSNN teacher's,
+``ann_models/resnet.py``); the ``triple`` stem of ``resnet20m`` adds ``conv2/bn2``, ``conv3/bn3``
+(each followed by a ReLU) and ``stem_pool = AvgPool2d(2)`` after ``conv1/bn1``.
 """
 
 from __future__ import annotations
@@ -19,41 +22,35 @@ from typing import Optional, Union
 import torch
 import torchvision
 from torch import nn
-from torchvision.models.resnet import BasicBlock, conv1x1
+from torchvision.models.resnet import BasicBlock
 
-from ckdsnn_events.models.registry import ArchSpec
+from ckdsnn_events.models.arch import ArchOptions, ArchSpec
+from ckdsnn_events.models.blocks import init_resnet_, shortcut, stem_conv
 
-__all__ = ["ResNetTeacher", "build_resnet_teacher", "stem_conv", "init_resnet_"]
-
-
-def stem_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
-    """The 3x3, stride-1, padding-1 stem convolution (no bias: BN follows) of every architecture."""
-    return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
-
-
-def init_resnet_(model: nn.Module) -> None:
-    """torchvision's ResNet initialisation: Kaiming-normal (fan_out) convolutions, BN = identity."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.constant_(m.weight, 1)
-            nn.init.constant_(m.bias, 0)
+__all__ = ["ResNetTeacher", "build_resnet_teacher"]
 
 
 class ResNetTeacher(nn.Module):
-    """stem (conv1, bn1, relu) -> layer1..layerN -> avgpool -> fc.
+    """stem (conv1, bn1, relu [, conv2, bn2, relu, conv3, bn3, relu, stem_pool]) -> layer1..layerN
+    -> avgpool -> fc.
 
     Attributes:
         fc: the classifier, ``nn.Linear(C_last, K)``; ``fc.weight`` (K, C_last) gives the CAM.
         stage_names: ``("layer1", ..., "layerN")``.
     """
 
-    def __init__(self, conv1: nn.Conv2d, bn1: nn.BatchNorm2d, stages: Sequence[nn.Sequential], fc: nn.Linear):
+    def __init__(self, conv1: nn.Conv2d, bn1: nn.BatchNorm2d, stages: Sequence[nn.Sequential], fc: nn.Linear,
+                 triple_stem: bool = False):
         super().__init__()
         self.conv1 = conv1
         self.bn1 = bn1
         self.relu = nn.ReLU(inplace=True)
+        self.triple_stem = triple_stem
+        if triple_stem:  # Guo et al.'s resnet20_cifar_modified: two more conv-BN-ReLU, then a 2x2 pool
+            width = conv1.out_channels
+            self.conv2, self.bn2 = stem_conv(width, width), nn.BatchNorm2d(width)
+            self.conv3, self.bn3 = stem_conv(width, width), nn.BatchNorm2d(width)
+            self.stem_pool = nn.AvgPool2d(2)
         self.stage_names = tuple(f"layer{i}" for i in range(1, len(stages) + 1))
         for name, stage in zip(self.stage_names, stages):
             self.add_module(name, stage)
@@ -76,6 +73,9 @@ class ResNetTeacher(nn.Module):
         """
         features: OrderedDict[str, torch.Tensor] = OrderedDict()
         x = self.relu(self.bn1(self.conv1(x)))
+        if self.triple_stem:
+            x = self.relu(self.bn2(self.conv2(x)))
+            x = self.stem_pool(self.relu(self.bn3(self.conv3(x))))
         for name in self.stage_names:
             x = getattr(self, name)(x)
             if return_features:
@@ -84,11 +84,11 @@ class ResNetTeacher(nn.Module):
         return (logits, features) if return_features else logits
 
 
-def make_stage(in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
+def make_stage(in_channels: int, out_channels: int, blocks: int, stride: int, downsample_kind: str = "conv") -> nn.Sequential:
     """``blocks`` torchvision BasicBlocks, as ``torchvision.models.ResNet._make_layer`` builds them."""
     downsample = None
     if stride != 1 or in_channels != out_channels:
-        downsample = nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+        downsample = shortcut(in_channels, out_channels, stride, downsample_kind)
     layers = [BasicBlock(in_channels, out_channels, stride, downsample)]
     layers += [BasicBlock(out_channels, out_channels) for _ in range(1, blocks)]
     return nn.Sequential(*layers)
@@ -102,16 +102,24 @@ def _torchvision_resnet18(num_classes: int, in_channels: int) -> ResNetTeacher:
     return ResNetTeacher(conv1, tv.bn1, [tv.layer1, tv.layer2, tv.layer3, tv.layer4], tv.fc)
 
 
-def build_resnet_teacher(spec: ArchSpec, num_classes: int, in_channels: int, width: Optional[int]) -> ResNetTeacher:
-    """The teacher of ``spec`` (arguments already checked by :func:`~.registry.build_teacher`)."""
-    if spec.name == "resnet18" and width in (None, spec.base_width):
-        return _torchvision_resnet18(num_classes, in_channels)
-    widths = spec.widths(width)
-    stages, previous = [], widths[0]
-    for channels, blocks, stride in zip(widths, spec.blocks, spec.strides):
-        stages.append(make_stage(previous, channels, blocks, stride))
-        previous = channels
-    model = ResNetTeacher(stem_conv(in_channels, widths[0]), nn.BatchNorm2d(widths[0]), stages,
-                          nn.Linear(widths[-1], num_classes))
-    init_resnet_(model)
+def build_resnet_teacher(spec: ArchSpec, num_classes: int, in_channels: int, width: Optional[int],
+                         options: ArchOptions = ArchOptions()) -> ResNetTeacher:
+    """The teacher of ``spec`` (arguments already checked by :func:`~.registry.build_teacher`).
+
+    Of ``options`` only ``downsample`` applies (a teacher has ReLUs and the linear head throughout).
+    """
+    options = ArchOptions(downsample=options.resolved(spec).downsample)  # the rest are the student's
+    downsample = options.downsample
+    if spec.name == "resnet18" and width in (None, spec.base_width) and downsample == "conv":
+        model = _torchvision_resnet18(num_classes, in_channels)
+    else:
+        widths = spec.widths(width)
+        stages, previous = [], widths[0]
+        for channels, blocks, stride in zip(widths, spec.blocks, spec.strides):
+            stages.append(make_stage(previous, channels, blocks, stride, downsample))
+            previous = channels
+        model = ResNetTeacher(stem_conv(in_channels, widths[0]), nn.BatchNorm2d(widths[0]), stages,
+                              nn.Linear(widths[-1], num_classes), triple_stem=spec.stem == "triple")
+        init_resnet_(model)
+    model.options = options  # plain attribute (not in the state_dict), recorded in checkpoints
     return model
