@@ -197,6 +197,8 @@ def _training_options(command):
         click.option("--download", is_flag=True, default=None, help="cifar10/cifar100: download into --root if missing."),
         click.option("--seed", default=None, type=int, help="Seed of weights, split, shuffling, augmentation, noise."),
         click.option("--device", default=None, help="auto (CUDA if present), cpu, cuda, cuda:N."),
+        click.option("--precision", default=None, type=click.Choice(["auto", "32", "bf16-mixed"]),
+                     help="32, or bf16-mixed (bf16 autocast; CUDA, or a CPU with AVX512-BF16/AMX). [optim.precision]"),
         click.option("--run-dir", default=None, type=click.Path(file_okay=False),
                      help="Run directory (default runs/<dataset>/<kind>-<arch>-seed<seed>)."),
         click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
@@ -208,13 +210,14 @@ def _training_options(command):
 
 
 def _resolve(kind: str, dataset, root, recipe, epochs, lr, batch_size, timesteps, encoder, workers, download,
-             seed, device, run_dir, overrides, extra=None):
+             seed, device, run_dir, overrides, precision=None, extra=None):
     from ckdsnn_events.pipelines.train import resolve_config
 
     optim = "teacher_optim" if kind == "teacher" else "optim"
     options = {"data.root": root, f"{optim}.epochs": epochs, f"{optim}.lr": lr, "data.batch_size": batch_size,
                "data.timesteps": timesteps, "data.encoder": encoder, "data.workers": workers,
-               "data.download": download, "seed": seed, "device": device, "run_dir": run_dir, **(extra or {})}
+               "data.download": download, "seed": seed, "device": device, "run_dir": run_dir,
+               f"{optim}.precision": precision, **(extra or {})}
     return resolve_config(dataset, recipe, options, overrides)
 
 

@@ -8,7 +8,6 @@ interrupted run resumed with ``resume=True`` ends with the same weights as an un
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import time
@@ -26,6 +25,7 @@ from ckdsnn_events.config import to_dict
 from ckdsnn_events.data.loaders import DatasetInfo, build_loaders
 from ckdsnn_events.distill.config import OptimConfig, RunConfig
 from ckdsnn_events.distill.losses import DistillationLoss
+from ckdsnn_events.distill.precision import autocast, to_training_layout
 from ckdsnn_events.errors import UserError
 from ckdsnn_events.models import LIF, LIFParameters, build_student, build_teacher, reuse_freed_memory
 
@@ -50,14 +50,6 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device '{name}' asked for, but CUDA is not available here; use --device cpu.")
     return device
-
-
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast where asked for (``auto``: on CUDA devices that support bf16)."""
-    use = precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    return torch.autocast(device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
 def learning_rate(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
@@ -184,6 +176,7 @@ def fit(
                         "recordings per class or a smaller data.val_fraction.")
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = make_model(kind, config, info).to(device)
+    to_training_layout(model, device, optim.precision)  # channels_last for CUDA bf16-mixed
     if kind == "student" and teacher is not None and config.model.init_from_teacher and not resume:
         model.load_state_dict(teacher.state_dict())  # same names and shapes: the student mirrors the teacher
     if dist.enabled:  # before the optimizer is made: the conversion creates new BN parameters
