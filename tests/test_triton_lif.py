@@ -232,3 +232,34 @@ def test_parameters_from_lif_parameters_and_invalid_options():
                 {"surrogate_width": 0.0}, {"surrogate_alpha": -1.0}):
         with pytest.raises(UserError):
             KernelNeuron(**bad)
+
+
+# --- on a GPU: the compiled kernels (pytest -m cuda; benchmarks/gpu_check.sh runs these) ----------
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("reset,surrogate,detach,decay", OPTIONS)
+def test_compiled_kernels_on_cuda_match_the_reference(monkeypatch, reset, surrogate, detach, decay):
+    monkeypatch.delenv("TRITON_INTERPRET")  # compiled, not interpreted
+    neuron = KernelNeuron(decay=decay, v_th=0.9, v_reset=-0.2 if reset == "hard" else 0.0, reset=reset,
+                          surrogate=surrogate, detach_reset=detach)
+    for steps in (1, 4, 10):
+        x, v0, g_s, g_v = (t.cuda() if t is not None else None for t in _case(steps, seed=steps, shape=(5, 700)))
+        ours = _run(lambda a, b: lif_sequence_triton(a, neuron, b), x, v0, g_s, g_v)
+        ref = _run(lambda a, b: reference_lif(a, neuron, b), x, v0, g_s, g_v)
+        # spikes may differ where a membrane is within an ulp of threshold (FMA on the GPU): allow 1e-4 of them
+        assert (ours[0] != ref[0]).float().mean() <= 1e-4
+        if torch.equal(ours[0], ref[0]):
+            _assert_same(ours, ref, tol=1e-5)
+
+
+@pytest.mark.cuda
+def test_compiled_bf16_and_channels_last_on_cuda(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET")
+    neuron = KernelNeuron(surrogate="atan", reset="subtract")
+    frames = torch.randn(10 * 4, 16, 12, 12, device="cuda").to(memory_format=torch.channels_last) * 1.5
+    x = frames.unflatten(0, (10, 4)).to(torch.bfloat16)
+    spikes, v = lif_sequence_triton(x, neuron)
+    ref_spikes, ref_v = reference_lif(x.float(), neuron)
+    assert spikes.dtype == torch.bfloat16 and v.dtype == torch.float32 and spikes.stride() == x.stride()
+    assert (spikes.float() != ref_spikes).float().mean() <= 1e-4
