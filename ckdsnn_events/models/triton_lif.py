@@ -311,8 +311,11 @@ class TritonLIF(torch.autograd.Function):
         neuron: KernelNeuron = ctx.neuron
         strides, steps, n = ctx.strides, u.shape[0], u.shape[1]
         _, backward_kernel = _kernels(_interpreting())
-        g_v = (_in_layout(grad_v, strides, torch.float32).clone() if grad_v is not None
-               else _like_slice(ctx.x_shape[1:], strides, torch.float32, u.device).zero_())
+        if grad_v is None:
+            g_v = _like_slice(ctx.x_shape[1:], strides, torch.float32, u.device).zero_()
+        else:  # the kernel overwrites g_v with the v0 gradient: never hand it autograd's own tensor
+            g_v = _in_layout(grad_v, strides, torch.float32)
+            g_v = g_v.clone() if g_v is grad_v else g_v
         g_x = _like_slice(ctx.x_shape, (n, *strides), ctx.x_dtype, u.device)
         g_s, gs_stride = (_grad_in_layout(grad_spikes, strides) if grad_spikes is not None else (u, 0))
         if n:
