@@ -32,7 +32,10 @@ copies are made. A slice repeated over time (stride 0 along T, an ``expand``) is
 
 Kernels are decorated on first use, not at import: ``triton.jit`` decides at decoration time
 whether it compiles (CUDA) or interprets (``TRITON_INTERPRET=1``, numpy on CPU tensors), and a
-cache keyed by that flag lets tests turn the interpreter on for themselves only.
+cache keyed by that flag lets tests turn the interpreter on for themselves only. For the same
+reason the kernels call only Triton builtins: the library's own ``@triton.jit`` helpers
+(``tl.zeros``, ``tl.sigmoid``, ...) are decorated when triton is imported, so they would stay
+compiled-mode functions that the interpreter cannot call.
 """
 
 from __future__ import annotations
