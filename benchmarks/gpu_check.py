@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -149,14 +150,13 @@ def timed(fns: dict, repeats: int, device) -> dict:
     return {"times": times, "peaks": peaks}
 
 
-def step_rows(args, device, sizes) -> list[tuple]:
-    """Rows of section 2: one per setting, precision and backend."""
+def step_rows(args, device, sizes, rows: list) -> None:
+    """Rows of section 2, appended to ``rows`` as they are measured: one per setting, precision and backend."""
     import torch
 
     from ckdsnn_events.distill.precision import cpu_supports_bf16
     from ckdsnn_events.models import build_student, build_teacher
 
-    rows = []
     precisions = ["32"]
     if (device.type == "cuda" and torch.cuda.is_bf16_supported()) or (device.type == "cpu" and cpu_supports_bf16()):
         precisions.append("bf16-mixed")
@@ -189,7 +189,6 @@ def step_rows(args, device, sizes) -> list[tuple]:
                 peak = result["peaks"].get(key)
                 rows.append((name, precision, key, statistics.median(result["times"][key]) * 1e3, ann_s * 1e3,
                              ratio, None if peak is None else peak / 2**20, batch / statistics.median(result["times"][key])))
-    return rows
 
 
 def loader_row(args, batch: int, workers: int, images: int) -> float:
@@ -296,39 +295,61 @@ def main(argv=None) -> int:
         f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
     print(f"gpu_check: {where}")
 
-    table = []
-    if not args.skip_tests and not args.dry_run:
-        table.append(("tests", "pytest -m cuda", cuda_tests()))
-    rows = step_rows(args, device, sizes)
-    for name, precision, backend, ms, ann_ms, ratio, peak, rate in rows:
+    signal.signal(signal.SIGTERM, _stop)  # gpu_check.sh's 8-minute timeout: print what is measured
+    head, rows, tail, status = [], [], [], 0  # tests + LIF, step rows, loader + DDP
+    try:
+        if not args.skip_tests and not args.dry_run:
+            head.append(("tests", "pytest -m cuda", cuda_tests()))
+        from bench_lif import measure
+
+        shape = [3, 2, 4, 5, 5] if args.dry_run else [10, 32, 64, 48, 48]
+        lif = measure(shape, "float32", args.repeats, args.dry_run)
+        head.append(("LIF alone", f"T={shape[0]} {tuple(shape)} fwd+bwd",
+                      f"triton {lif['seconds']['triton'] * 1e3:.2f} ms, torch loop "
+                      f"{lif['seconds']['torch loop'] * 1e3:.2f} ms: {lif['ratio']:.2f}x (target >= 3)"))
+        step_rows(args, device, sizes, rows)
+        cifar4 = [r for r in rows if r[0] == "resnet19 CIFAR T=4" and r[2] == "triton"]
+        workers = 2 if args.dry_run else min(8, os.cpu_count() or 1)
+        loader = loader_row(args, sizes(32, 64)[1], workers, 20 if args.dry_run else 10000)
+        for _, precision, _, _, _, _, _, gpu_rate in cifar4:
+            tail.append(("loader", f"CIFAR-10 T=4 loader, {workers} workers vs step ({precision})",
+                          f"{loader:.0f} samples/s vs GPU step {gpu_rate:.0f} samples/s ({loader / gpu_rate:.2f}x)"))
+        gpus = torch.cuda.device_count() if not args.dry_run else 2
+        tail.append(("DDP", "2-process student step", ddp_row(args) if gpus >= 2 else f"skipped: {gpus} GPU"))
+    except _Stopped:
+        status = 1
+    finally:
+        if _stopped:  # also when the signal surfaced wrapped in another exception (e.g. inside backward)
+            tail.append(("STOPPED", "time limit", "killed by the timeout: the rows printed are all that was measured"))
+        table = head + _step_table(rows) + tail or [("", "", "nothing measured")]
+        width = [max(len(r[i]) for r in table) for i in range(2)]
+        print(f"{'section':<{width[0]}}  {'what':<{width[1]}}  result")
+        for section, what, result in table:
+            print(f"{section:<{width[0]}}  {what:<{width[1]}}  {result}")
+        print(f"gpu_check: {time.perf_counter() - started:.0f} s", flush=True)
+    return status
+
+
+class _Stopped(Exception):
+    pass
+
+
+_stopped: list[int] = []
+
+
+def _stop(signum, frame):
+    _stopped.append(signum)
+    raise _Stopped()
+
+
+def _step_table(rows: list[tuple]) -> list[tuple[str, str, str]]:
+    out = []
+    for name, precision, backend, ms, ann_ms, ratio, peak, _ in rows:
         target = f" (target <= {STEP_TARGET})" if name.endswith("T=4") else ""
         memory = f", peak {peak:.0f} MiB" if peak is not None else ""
-        table.append((f"{name} {precision}", f"student step, {backend}",
-                      f"{ms:.1f} ms = {ratio:.2f}x ANN step on T*B frames ({ann_ms:.1f} ms){target}{memory}"))
-    cifar4 = [r for r in rows if r[0] == "resnet19 CIFAR T=4" and r[2] == "triton"]
-    if cifar4:
-        batch = sizes(32, 64)[1]
-        workers = 2 if args.dry_run else min(8, os.cpu_count() or 1)
-        loader = loader_row(args, batch, workers, 20 if args.dry_run else 10000)
-        for _, precision, _, _, _, _, _, gpu_rate in cifar4:
-            table.append(("loader", f"CIFAR-10 T=4 loader, {workers} workers vs step ({precision})",
-                          f"{loader:.0f} samples/s vs GPU step {gpu_rate:.0f} samples/s ({loader / gpu_rate:.2f}x)"))
-    from bench_lif import measure
-
-    shape = [3, 2, 4, 5, 5] if args.dry_run else [10, 32, 64, 48, 48]
-    lif = measure(shape, "float32", args.repeats, args.dry_run)
-    table.append(("LIF alone", f"T={shape[0]} {tuple(shape)} fwd+bwd",
-                  f"triton {lif['seconds']['triton'] * 1e3:.2f} ms, torch loop {lif['seconds']['torch loop'] * 1e3:.2f} ms:"
-                  f" {lif['ratio']:.2f}x (target >= 3)"))
-    gpus = torch.cuda.device_count() if not args.dry_run else 2
-    table.append(("DDP", "2-process student step", ddp_row(args) if gpus >= 2 else f"skipped: {gpus} GPU"))
-
-    width = [max(len(r[i]) for r in table) for i in range(2)]
-    print(f"{'section':<{width[0]}}  {'what':<{width[1]}}  result")
-    for section, what, result in table:
-        print(f"{section:<{width[0]}}  {what:<{width[1]}}  {result}")
-    print(f"gpu_check: {time.perf_counter() - started:.0f} s")
-    return 0
+        out.append((f"{name} {precision}", f"student step, {backend}",
+                    f"{ms:.1f} ms = {ratio:.2f}x ANN step on T*B frames ({ann_ms:.1f} ms){target}{memory}"))
+    return out
 
 
 if __name__ == "__main__":
