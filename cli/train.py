@@ -34,6 +34,8 @@ def _training_options(command):
         click.option("--download", is_flag=True, default=None, help="cifar10/cifar100: download into --root if missing."),
         click.option("--seed", default=None, type=int, help="Seed of weights, split, shuffling, augmentation, noise."),
         click.option("--device", default=None, help="auto (CUDA if present), cpu, cuda, cuda:N."),
+        click.option("--precision", default=None, type=LibraryChoice("ckdsnn_events.distill.precision:PRECISIONS"),
+                     help="32, or bf16-mixed (bf16 autocast; CUDA, or a CPU with AVX512-BF16/AMX). [optim.precision]"),
         click.option("--teacher-arch", default=None, type=LibraryChoice("ckdsnn_events.models:TEACHERS"),
                      help="Teacher architecture. [model.teacher]"),
         click.option("--student-arch", default=None, type=LibraryChoice("ckdsnn_events.models:STUDENTS"),
@@ -56,7 +58,7 @@ def _training_options(command):
 CONFIG_KEYS = {
     "root": "data.root", "epochs": "{optim}.epochs", "lr": "{optim}.lr", "batch_size": "data.batch_size",
     "timesteps": "data.timesteps", "encoder": "data.encoder", "workers": "data.workers",
-    "download": "data.download", "seed": "seed", "device": "device", "run_dir": "run_dir",
+    "download": "data.download", "seed": "seed", "device": "device", "run_dir": "run_dir", "precision": "{optim}.precision",
     "teacher_arch": "model.teacher", "student_arch": "model.student", "preset": "preset",
 }
 

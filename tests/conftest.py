@@ -13,6 +13,18 @@ from ckdsnn_events.events.types import make_events
 REAL_FIXTURES = Path(os.environ.get("CKDSNN_REAL_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped where no CUDA device is (``pytest -m cuda`` runs only them)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (pytest -m cuda; benchmarks/gpu_check.sh)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 def real_fixture(name: str) -> Path:
     """Path of a real recording in ../shared/fixtures/real; skips the test when it is absent."""
     path = REAL_FIXTURES / name

@@ -254,6 +254,7 @@ def test_lif_module():
         LIF({"decay": 0.5})
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_equals_cpu():
     torch.manual_seed(0)

@@ -76,7 +76,9 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_epochs: int = 0
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA that supports it
+    # "32" or "bf16-mixed" (distill/precision.py); auto: bf16-mixed on CUDA that supports it, else 32;
+    # fp32 / bf16 are the earlier names; 32 unquoted is what --set optim.precision=32 gives
+    precision: Literal["auto", "32", "bf16-mixed", "fp32", "bf16", 32] = "auto"
     grad_clip: float | None = None
 
 
@@ -110,8 +112,11 @@ class RunConfig:
             if optim.grad_clip is not None and not optim.grad_clip > 0:
                 raise UserError(f"{name}.grad_clip must be positive, got {optim.grad_clip}.")
         from ckdsnn_events.distill.losses import DistillationLoss
+        from ckdsnn_events.distill.precision import check_precision
         from ckdsnn_events.models import STUDENTS, TEACHERS, ArchOptions
         from ckdsnn_events.models.arch import check_choice
+
+        check_precision(self.device, self.optim.precision, self.teacher_optim.precision)
 
         for name, value, known in (("teacher", self.model.teacher, TEACHERS), ("student", self.model.student, STUDENTS)):
             if value not in known:

@@ -11,7 +11,6 @@ the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -29,18 +28,11 @@ from ckdsnn_events.data.batch import Batch
 from ckdsnn_events.data.loaders import build_loaders
 from ckdsnn_events.distill.config import OptimConfig, RunConfig
 from ckdsnn_events.distill.losses import DistillationLoss
+from ckdsnn_events.distill.precision import autocast, to_training_layout
 from ckdsnn_events.distill.metrics import FiringRate, append_metrics, metrics_row, read_row, truncate_metrics
 from ckdsnn_events.distill.runs import check_run_dir_free, checkpoint_header, make_model, prepare_device
 from ckdsnn_events.errors import UserError
 from ckdsnn_events.models.arch import check_same_options, recorded_options
-
-
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast where asked for (``auto``: on CUDA devices that support bf16)."""
-    use = precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    return torch.autocast(device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
 def learning_rate(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
@@ -208,6 +200,7 @@ def fit(
 
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = make_model(kind, config, info).to(device)
+    to_training_layout(model, device, optim.precision)  # channels_last for CUDA bf16-mixed
     if kind == "student" and teacher is not None and config.model.init_from_teacher and not resume:
         model.load_state_dict(teacher.state_dict())  # same names and shapes: the student mirrors the teacher
     if dist.enabled:  # before the optimizer is made: the conversion creates new BN parameters
