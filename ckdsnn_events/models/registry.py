@@ -39,7 +39,8 @@ from typing import Optional, Union
 from torch import nn
 
 from ckdsnn_events.errors import UserError
-from ckdsnn_events.models.neurons import LIFParameters
+from ckdsnn_events.models.neurons import LIF, LIFParameters
+from ckdsnn_events.models.zoo import ZOO_STUDENTS, ZOO_TEACHERS, build_zoo_student, build_zoo_teacher
 
 __all__ = ["ArchSpec", "ARCHS", "TEACHERS", "STUDENTS", "get_arch", "build_teacher", "build_student"]
 
@@ -64,8 +65,8 @@ ARCHS: dict[str, ArchSpec] = {
     "resnet19": ArchSpec("resnet19", (3, 3, 2), (1, 2, 2), 128),
     "resnet20": ArchSpec("resnet20", (3, 3, 3), (1, 2, 2), 16),
 }
-TEACHERS: tuple[str, ...] = tuple(ARCHS)
-STUDENTS: tuple[str, ...] = tuple(ARCHS)
+TEACHERS: tuple[str, ...] = tuple(ARCHS) + ZOO_TEACHERS
+STUDENTS: tuple[str, ...] = tuple(ARCHS) + ZOO_STUDENTS
 
 
 def _positive_int(name: str, value, allow_none: bool = False) -> None:
@@ -112,6 +113,9 @@ def build_teacher(name: str, num_classes: int = 10, in_channels: int = 3, width:
     """
     from ckdsnn_events.models.resnet import build_resnet_teacher
 
+    if name in ZOO_TEACHERS:
+        _check_common(num_classes, in_channels, width)
+        return build_zoo_teacher(name, num_classes, in_channels, width)
     spec = get_arch(name, "teacher", TEACHERS)
     _check_common(num_classes, in_channels, width)
     return build_resnet_teacher(spec, num_classes, in_channels, width)
@@ -123,6 +127,7 @@ def build_student(
     in_channels: int = 3,
     width: Optional[int] = None,
     neuron: Union[LIFParameters, Mapping] = LIFParameters(),
+    connect: str = "ADD",
 ) -> nn.Module:
     """A spiking student: (T, B, C, H, W) -> logits (B, K); see :class:`.spiking_resnet.SpikingResNet`.
 
@@ -130,9 +135,13 @@ def build_student(
         name: one of :data:`STUDENTS`.
         num_classes, in_channels, width: as for :func:`build_teacher`.
         neuron: parameters of every LIF layer (or their ``dataclasses.asdict``).
+        connect: SEW-ResNets' connect function, "ADD", "AND" or "IAND" (see :mod:`.sew_resnet`).
     """
     from ckdsnn_events.models.spiking_resnet import SpikingResNet
 
+    if name in ZOO_STUDENTS:
+        _check_common(num_classes, in_channels, width)
+        return build_zoo_student(name, num_classes, in_channels, width, _neuron(neuron), LIF, connect)
     spec = get_arch(name, "student", STUDENTS)
     _check_common(num_classes, in_channels, width)
     return SpikingResNet(spec, num_classes, in_channels, width, _neuron(neuron))

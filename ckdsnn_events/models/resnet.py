@@ -23,7 +23,7 @@ from torchvision.models.resnet import BasicBlock, conv1x1
 
 from ckdsnn_events.models.registry import ArchSpec
 
-__all__ = ["ResNetTeacher", "build_resnet_teacher", "stem_conv", "init_resnet_"]
+__all__ = ["ResNetTeacher", "build_resnet_teacher", "torchvision_teacher", "stem_conv", "init_resnet_"]
 
 
 def stem_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -49,11 +49,13 @@ class ResNetTeacher(nn.Module):
         stage_names: ``("layer1", ..., "layerN")``.
     """
 
-    def __init__(self, conv1: nn.Conv2d, bn1: nn.BatchNorm2d, stages: Sequence[nn.Sequential], fc: nn.Linear):
+    def __init__(self, conv1: nn.Conv2d, bn1: nn.BatchNorm2d, stages: Sequence[nn.Sequential], fc: nn.Linear,
+                 maxpool: Optional[nn.Module] = None):
         super().__init__()
         self.conv1 = conv1
         self.bn1 = bn1
         self.relu = nn.ReLU(inplace=True)
+        self.maxpool = maxpool  # torchvision's ImageNet stem only
         self.stage_names = tuple(f"layer{i}" for i in range(1, len(stages) + 1))
         for name, stage in zip(self.stage_names, stages):
             self.add_module(name, stage)
@@ -76,6 +78,8 @@ class ResNetTeacher(nn.Module):
         """
         features: OrderedDict[str, torch.Tensor] = OrderedDict()
         x = self.relu(self.bn1(self.conv1(x)))
+        if self.maxpool is not None:
+            x = self.maxpool(x)
         for name in self.stage_names:
             x = getattr(self, name)(x)
             if return_features:
@@ -100,6 +104,21 @@ def _torchvision_resnet18(num_classes: int, in_channels: int) -> ResNetTeacher:
     conv1 = stem_conv(in_channels, tv.conv1.out_channels)
     nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision's stem
     return ResNetTeacher(conv1, tv.bn1, [tv.layer1, tv.layer2, tv.layer3, tv.layer4], tv.fc)
+
+
+TORCHVISION_DEPTHS = (18, 34, 50)
+
+
+def torchvision_teacher(depth: int, num_classes: int, in_channels: int) -> ResNetTeacher:
+    """``torchvision.models.resnet{depth}(num_classes=K)`` unchanged (7x7 stride-2 stem, max-pool),
+    as a :class:`ResNetTeacher`; its ``state_dict`` keys are torchvision's, so torchvision weights
+    load as they are. ``in_channels != 3`` replaces the stem convolution by one of that many inputs."""
+    tv = getattr(torchvision.models, f"resnet{depth}")(num_classes=num_classes)
+    conv1 = tv.conv1
+    if in_channels != 3:
+        conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")
+    return ResNetTeacher(conv1, tv.bn1, [tv.layer1, tv.layer2, tv.layer3, tv.layer4], tv.fc, maxpool=tv.maxpool)
 
 
 def build_resnet_teacher(spec: ArchSpec, num_classes: int, in_channels: int, width: Optional[int]) -> ResNetTeacher:
