@@ -114,6 +114,12 @@ def run_distill(config: RunConfig, resume: bool = False, progress: bool = True, 
     from ckdsnn_events.distill.trainer import fit
 
     teacher_result = None
+    if config.model.teacher_weights:
+        from ckdsnn_events.pipelines.teacher_weights import teacher_from_weights
+
+        _, _, _, info = build_loaders(replace(config.data, workers=0))
+        teacher_path = teacher_from_weights(config, config.model.teacher_weights, info)
+        config = replace(config, teacher_checkpoint=str(teacher_path))
     if config.teacher_checkpoint:
         teacher_path = Path(config.teacher_checkpoint)
     else:

@@ -100,7 +100,7 @@ def make_model(kind: str, config: RunConfig, info: DatasetInfo) -> nn.Module:
         return build_teacher(m.teacher, num_classes=info.num_classes, in_channels=info.in_channels, width=m.teacher_width)
     neuron = LIFParameters(decay=m.decay, v_th=m.threshold, reset=m.reset, surrogate_width=m.surrogate_width)
     return build_student(m.student, num_classes=info.num_classes, in_channels=info.in_channels,
-                         width=m.student_width, neuron=neuron)
+                         width=m.student_width, neuron=neuron, connect=m.connect)
 
 
 @torch.no_grad()

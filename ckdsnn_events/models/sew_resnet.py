@@ -176,6 +176,10 @@ class SEWResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        for name, m in self.named_modules():
+            # every layer after the stem may read an ADD sum (0, 1, 2, ...): counted as that many spikes
+            if name != "conv1" and isinstance(m, (nn.Conv2d, nn.Linear, nn.AdaptiveAvgPool2d)):
+                m.reads_spike_counts = True
         self.spike_keys = name_neurons(self, built) + ("layer4",)
 
     def _stem(self, x: torch.Tensor, record: SpikeRecord) -> torch.Tensor:

@@ -15,7 +15,8 @@ time-major throughout; names follow that code so its parameters map one to one::
                     y = attn_lif((q k^T) v * 0.125)             no softmax; attn_lif threshold 0.5
                     out = proj_lif(proj_bn(proj_linear(y)))
     MLP             fc2_lif(fc2_bn(fc2_linear(fc1_lif(fc1_bn(fc1_linear(x))))))   D -> ratio*D -> D
-    head            logits = mean over T of head(mean over tokens of x)
+    head            logits = mean over T of head(mean over tokens of x)  (the original: head of the
+                    mean over T; the same, head being linear)
 
 ``MaxPool2d(3, 2, 1)`` after the third and fourth convolutions turns 32 x 32 into 8 x 8 = 64 tokens.
 
@@ -63,6 +64,8 @@ SPIKFORMER_NEURON = LIFParameters(decay=0.5, v_th=1.0, v_reset=0.0, reset="hard"
 
 class SpikeMatMul(nn.Module):
     """``a @ b`` of spike (or spike-count) matrices, a module so the energy counter sees its inputs."""
+
+    synaptic_matmul = True  # the energy counter counts its non-zero products as accumulates
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a @ b
@@ -190,8 +193,13 @@ class Spikformer(nn.Module):
         self.rpe_bn = nn.BatchNorm2d(dim)
         self.rpe_lif = make_neuron(neuron)
         self.blocks = nn.ModuleList(SpikformerBlock(dim, heads, mlp_ratio, neuron, make_neuron) for _ in range(depth))
+        self.token_pool = nn.AdaptiveAvgPool1d(1)  # mean over tokens, a module the energy counter folds
         self.head = nn.Linear(dim, num_classes)
         self._init_weights()
+        for name, m in self.named_modules():
+            # the residual stream is a sum of spike tensors (0, 1, 2, ...): counted as that many spikes
+            if name != "proj_conv" and isinstance(m, (nn.Conv2d, nn.Linear, nn.AdaptiveAvgPool1d)):
+                m.reads_spike_counts = True
         self.spike_keys = name_neurons(self, created) + (f"blocks.{depth - 1}",)
         self.stage_names = ("patch_embed",) + tuple(f"blocks.{i}" for i in range(depth))
 
@@ -246,5 +254,6 @@ class Spikformer(nn.Module):
             tokens = block(tokens, self.input_scale, record)
         if record is not None:
             record[self.spike_keys[-1]] = tokens.transpose(2, 3).reshape(steps, batch, dim, h, w)
-        logits = self.head(tokens.mean(2)).mean(0)
+        pooled = self.token_pool(tokens.flatten(0, 1).transpose(1, 2))  # (T*B, D, 1)
+        logits = self.head(torch.flatten(pooled, 1)).unflatten(0, (steps, batch)).mean(0)
         return (logits, record) if return_spikes else logits
