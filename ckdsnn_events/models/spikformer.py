@@ -15,7 +15,7 @@ time-major throughout; names follow that code so its parameters map one to one::
                     y = attn_lif((q k^T) v * 0.125)             no softmax; attn_lif threshold 0.5
                     out = proj_lif(proj_bn(proj_linear(y)))
     MLP             fc2_lif(fc2_bn(fc2_linear(fc1_lif(fc1_bn(fc1_linear(x))))))   D -> ratio*D -> D
-    head            logits = mean over T of head(mean over tokens of x)  (the original: head of the
+    head            logits = mean over T of fc(mean over tokens of x)  (the original: its ``head`` of the
                     mean over T; the same, head being linear)
 
 ``MaxPool2d(3, 2, 1)`` after the third and fourth convolutions turns 32 x 32 into 8 x 8 = 64 tokens.
@@ -194,7 +194,7 @@ class Spikformer(nn.Module):
         self.rpe_lif = make_neuron(neuron)
         self.blocks = nn.ModuleList(SpikformerBlock(dim, heads, mlp_ratio, neuron, make_neuron) for _ in range(depth))
         self.token_pool = nn.AdaptiveAvgPool1d(1)  # mean over tokens, a module the energy counter folds
-        self.head = nn.Linear(dim, num_classes)
+        self.fc = nn.Linear(dim, num_classes)  # the original's ``head``; ``fc`` like every student here
         self._init_weights()
         for name, m in self.named_modules():
             # the residual stream is a sum of spike tensors (0, 1, 2, ...): counted as that many spikes
@@ -255,5 +255,5 @@ class Spikformer(nn.Module):
         if record is not None:
             record[self.spike_keys[-1]] = tokens.transpose(2, 3).reshape(steps, batch, dim, h, w)
         pooled = self.token_pool(tokens.flatten(0, 1).transpose(1, 2))  # (T*B, D, 1)
-        logits = self.head(torch.flatten(pooled, 1)).unflatten(0, (steps, batch)).mean(0)
+        logits = self.fc(torch.flatten(pooled, 1)).unflatten(0, (steps, batch)).mean(0)
         return (logits, record) if return_spikes else logits
