@@ -273,6 +273,6 @@ def test_bad_teacher_weights(tiny_frames, tmp_path, content, fragment):
         torch.save(build_teacher("resnet20", num_classes=3, in_channels=2, width=4).state_dict(), weights)
     args = ["distill", "--dataset", "digits-dvs", "--root", str(tiny_frames), "--workers", "0", "--device", "cpu",
             "--teacher-weights", str(weights), "--set", f"runs_root={tmp_path / 'runs'}",
-            "--set", "model.teacher_width=8"]
+            "--set", "model.teacher_width=8", "--set", "model.student_width=8"]
     assert_user_error(CliRunner().invoke(main, args), "--teacher-weights", fragment)
     assert not (tmp_path / "runs" / "digits-dvs").exists() or not list((tmp_path / "runs").rglob("best.pt"))
