@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -74,7 +73,3 @@ def load_model_state(model: nn.Module, state: dict, path: str | os.PathLike, opt
             "It was made for another architecture or width."
         ) from None
 
-
-def describe(payload: dict) -> dict[str, Any]:
-    """The identifying fields of a checkpoint, for messages and reports."""
-    return {k: payload.get(k) for k in ("kind", "arch", "width", "num_classes", "in_channels", "dataset", "epoch")}

@@ -145,19 +145,43 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def set_value(data: dict, path: list[str], value: Any, source: str) -> None:
+    """Set ``data[path[0]][path[1]]... = value`` in place, making sections as needed.
+
+    ``source`` names where the value came from (an option, a ``--set``), for the error raised
+    when a part of ``path`` is a value rather than a section.
+    """
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"{source}: '{part}' is a value, not a section.")
+    node[path[-1]] = value
+
+
+def apply_values(data: dict, values: dict[str, Any]) -> dict:
+    """A copy of nested ``data`` with each dotted key of ``values`` (``{"optim.lr": 0.05}``) set.
+
+    The values are typed already (from command-line options, not text); ``None`` values are
+    skipped, so that an option the user did not give leaves the recipe's setting.
+    """
+    import copy
+
+    data = copy.deepcopy(data)
+    for key, value in values.items():
+        if value is not None:
+            set_value(data, key.split("."), value, key)
+    return data
+
+
 def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
-    """Return a copy of nested ``data`` with each ``section.key=value`` override applied."""
+    """Return a copy of nested ``data`` with each ``section.key=value`` override (text) applied."""
     import copy
 
     data = copy.deepcopy(data)
     for text in overrides:
         path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UserError(f"--set '{text}': '{part}' is a value, not a section.")
-        node[path[-1]] = value
+        set_value(data, path, value, f"--set '{text}'")
     return data
 
 

@@ -46,11 +46,6 @@ def setup(device: torch.device) -> DistInfo:
     return DistInfo(rank, world_size, local_rank)
 
 
-def teardown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum over ranks (in place when distributed); the identity in a single process."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

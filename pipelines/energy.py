@@ -54,7 +54,7 @@ def _teacher_for(config, info, teacher: str | None):
     Returns ``(model, path, trained)``; without any checkpoint, the untrained architecture (its MACs
     do not depend on the weights) and ``trained=False``.
     """
-    from ckdsnn_events.distill.trainer import make_model
+    from ckdsnn_events.distill.runs import make_model
     from ckdsnn_events.pipelines.train import load_teacher
 
     path = teacher or config.teacher_checkpoint
@@ -80,7 +80,7 @@ def run_energy(checkpoint: str | os.PathLike, teacher: str | None = None, root: 
     Returns:
         the summary dict (as in energy.json) plus ``paths``.
     """
-    from ckdsnn_events.distill.trainer import pick_device
+    from ckdsnn_events.distill.runs import prepare_device
     from ckdsnn_events.energy.report import energy_summary, measure_student, measure_teacher, plot_energy, \
         render_markdown
     from ckdsnn_events.models import LIF
@@ -94,7 +94,7 @@ def run_energy(checkpoint: str | os.PathLike, teacher: str | None = None, root: 
     out_dir = ensure_writable_dir(out_dir or Path(checkpoint).parent, "the run directory (--out)")
     loader = pick_split(loaders, split)
     teacher_model, teacher_path, trained = _teacher_for(config, info, teacher)
-    device = pick_device(config.device)
+    device = prepare_device(config.device)
 
     report, student_eval = measure_student(student, take(loader, limit), device, info.timesteps, costs,
                                            neurons=LIF, progress=progress)
@@ -144,6 +144,7 @@ def run_saliency(checkpoint: str | os.PathLike, teacher: str | None = None, root
     the spike count of its last spiking stage summed over time and channels; both are resized to the
     input size and min-max scaled per picture.
     """
+    from ckdsnn_events.distill.runs import prepare_device
     from ckdsnn_events.distill.saliency import class_activation_map, resize_map, spike_activation_map
     from ckdsnn_events.pipelines.train import load_trained, pick_split
 
@@ -158,8 +159,10 @@ def run_saliency(checkpoint: str | os.PathLike, teacher: str | None = None, root
     if not trained:
         raise UserError(f"no teacher checkpoint found for '{checkpoint}' (looked for '{teacher_path}'); "
                         "pass --teacher CKPT.")
-    batch = next(iter(take(loader, samples)))
-    teacher_model.eval()
+    device = prepare_device(config.device)
+    batch = next(iter(take(loader, samples))).to(device)
+    teacher_model.to(device).eval()
+    student.to(device)
     t_logits, features = teacher_model(batch.teacher_inputs, return_features=True)
     s_logits, spikes = student(batch.inputs, return_spikes=True)
     size = tuple(batch.teacher_inputs.shape[-2:])

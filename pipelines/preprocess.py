@@ -7,7 +7,6 @@ stores are up to date. A store made with a different config is never overwritten
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from ckdsnn_events.data.frame_store import (
 )
 from ckdsnn_events.errors import Interrupted, UserError
 from ckdsnn_events.events.framing import BIN_MODES, to_count_frames
+from ckdsnn_events.workers import worker_results
 
 SPLITS = ("train", "test")
 
@@ -224,30 +224,23 @@ def _run_workers(config, folder, pending, log, total, result, progress) -> None:
     init_args = (folder, config.size, config.timesteps, config.bins, config.window_us)
     bar = tqdm(total=total, initial=total - len(pending), unit="rec", desc="preprocess",
                disable=not progress, dynamic_ncols=True)
-    pool = None
+    n_bad = 0
     try:
-        if config.workers <= 1 or len(pending) < 2:
-            _init_worker(*init_args)
-            results = map(_process, pending)
-        else:
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            pool = multiprocessing.get_context(method).Pool(config.workers, _init_worker, init_args)
-            results = pool.imap_unordered(_process, pending, chunksize=4)
-        n_bad = 0
-        for index, status, n_events, payload, (t_dec, t_frame, t_enc) in results:
-            if status == STATUS_BAD and not config.skip_bad:
-                raise UserError(payload.decode("utf-8") + " (or pass --skip-bad to leave bad recordings out)")
-            t0 = time.perf_counter()
-            log.append(index, status, n_events, payload)
-            result.write_s += time.perf_counter() - t0
-            result.decode_s += t_dec
-            result.frame_s += t_frame
-            result.encode_s += t_enc
-            result.recordings_done += 1
-            n_bad += status == STATUS_BAD
-            if n_bad:
-                bar.set_postfix(bad=n_bad, refresh=False)
-            bar.update(1)
+        with worker_results(_process, pending, config.workers, _init_worker, init_args) as results:
+            for index, status, n_events, payload, (t_dec, t_frame, t_enc) in results:
+                if status == STATUS_BAD and not config.skip_bad:
+                    raise UserError(payload.decode("utf-8") + " (or pass --skip-bad to leave bad recordings out)")
+                t0 = time.perf_counter()
+                log.append(index, status, n_events, payload)
+                result.write_s += time.perf_counter() - t0
+                result.decode_s += t_dec
+                result.frame_s += t_frame
+                result.encode_s += t_enc
+                result.recordings_done += 1
+                n_bad += status == STATUS_BAD
+                if n_bad:
+                    bar.set_postfix(bad=n_bad, refresh=False)
+                bar.update(1)
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted after {len(log.records)} of {total} recordings; the progress is kept in "
@@ -255,9 +248,6 @@ def _run_workers(config, folder, pending, log, total, result, progress) -> None:
         ) from None
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
 
 
 def check_static_dataset(dataset: str, root: str | None):

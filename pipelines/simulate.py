@@ -13,7 +13,6 @@ silently mix with an existing output.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from ckdsnn_events.atomic import atomic_path, ensure_writable_dir
 from ckdsnn_events.errors import Interrupted, UserError
 from ckdsnn_events.events.aedat2 import write_aedat2
 from ckdsnn_events.events.simulate import SimulatorConfig, fit_image, simulate_recording
+from ckdsnn_events.workers import worker_results
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MANIFEST = "simulate.json"
@@ -156,18 +156,11 @@ def run_simulate(job: SimulateJob, config: SimulatorConfig, progress: bool = Tru
     bar = tqdm(total=len(sources), initial=len(sources) - len(tasks), unit="rec", desc="simulate",
                disable=not progress, dynamic_ncols=True)
     n_events = []
-    pool = None
     try:
-        if job.workers <= 1 or len(tasks) < 2:
-            _init_worker(str(out), config)
-            results = map(_simulate_one, tasks)
-        else:
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            pool = multiprocessing.get_context(method).Pool(job.workers, _init_worker, (str(out), config))
-            results = pool.imap_unordered(_simulate_one, tasks, chunksize=4)
-        for n in results:
-            n_events.append(n)
-            bar.update(1)
+        with worker_results(_simulate_one, tasks, job.workers, _init_worker, (str(out), config)) as results:
+            for n in results:
+                n_events.append(n)
+                bar.update(1)
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted with {bar.n} of {len(sources)} recordings written to '{out}'. "
@@ -175,9 +168,6 @@ def run_simulate(job: SimulateJob, config: SimulatorConfig, progress: bool = Tru
         ) from None
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     return {
         "out": str(out),
         "recordings": len(sources),

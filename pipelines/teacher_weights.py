@@ -73,7 +73,7 @@ def teacher_from_weights(config: RunConfig, source: str, info) -> Path:
         source: a state-dict file or ``"imagenet"``.
         info: the dataset's :class:`~ckdsnn_events.data.loaders.DatasetInfo`.
     """
-    from ckdsnn_events.distill.trainer import make_model
+    from ckdsnn_events.distill.runs import make_model
 
     arch = config.model.teacher
     if source != IMAGENET and not Path(source).is_file():

@@ -15,9 +15,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from ckdsnn_events.atomic import atomic_path, ensure_writable_dir
-from ckdsnn_events.checkpoints import load_checkpoint, load_model_state
-from ckdsnn_events.config import apply_overrides, from_dict, load_toml, to_dict, write_toml
+from ckdsnn_events.checkpoints import load_checkpoint
+from ckdsnn_events.config import apply_overrides, apply_values, from_dict, load_toml, to_dict, write_toml
 from ckdsnn_events.distill.config import RunConfig
+from ckdsnn_events.distill.runs import (
+    architecture,
+    check_run_dir_free,
+    checkpoint_misfits,
+    model_from_checkpoint,
+    prepare_device,
+)
 from ckdsnn_events.errors import UserError
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -39,14 +46,15 @@ def recipe_path(dataset: str) -> Path:
 def resolve_config(dataset: str, recipe: str | None = None, options: dict | None = None,
                    overrides: tuple[str, ...] = ()) -> RunConfig:
     """Recipe, then CLI options (``{"optim.lr": 0.05, ...}``, None values skipped), then ``--set``."""
-    path = Path(recipe) if recipe else recipe_path(dataset)
+    # --recipe: a TOML file, or the name of a packaged recipe (e.g. cifar100-spikformer)
+    packaged = recipe is not None and not Path(recipe).exists() and recipe_path(recipe).is_file()
+    path = recipe_path(recipe) if packaged else Path(recipe) if recipe else recipe_path(dataset)
     if not recipe and not path.exists():
         raise UserError(f"no recipe for --dataset '{dataset}'; pass --recipe FILE.toml "
                         f"(recipes: {', '.join(sorted(p.stem for p in RECIPES.glob('*.toml')))}).")
     data = load_toml(path)
     data.setdefault("data", {})["dataset"] = dataset
-    flat = [f"{key}={json.dumps(value)}" for key, value in (options or {}).items() if value is not None]
-    data = apply_overrides(data, flat + list(overrides))
+    data = apply_overrides(apply_values(data, options or {}), overrides)
     config = from_dict(RunConfig, data)
     config.validate()
     config.data.validate()
@@ -54,7 +62,7 @@ def resolve_config(dataset: str, recipe: str | None = None, options: dict | None
 
 
 def default_run_dir(config: RunConfig, kind: str, tag: str | None = None) -> Path:
-    arch = config.model.teacher if kind == "teacher" else config.model.student
+    arch, _ = architecture(kind, config.model)
     name = f"{kind}-{arch}" + (f"-{tag}" if tag else "") + f"-seed{config.seed}"
     return Path(config.runs_root) / config.data.dataset / name
 
@@ -62,9 +70,7 @@ def default_run_dir(config: RunConfig, kind: str, tag: str | None = None) -> Pat
 def _prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> None:
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
         ensure_writable_dir(run_dir, "--run-dir")
-        if (run_dir / "last.pt").exists() and not resume:
-            raise UserError(f"'{run_dir}' already holds a run (last.pt). Pass --resume to continue it, "
-                            "or choose another --run-dir.")
+        check_run_dir_free(run_dir, resume)
         write_toml(config, run_dir / "config.toml")
 
 
@@ -88,22 +94,14 @@ def teacher_cache_dir(config: RunConfig) -> Path:
 
 def load_teacher(config: RunConfig, path: str | os.PathLike, info, option: str = "--teacher"):
     """The teacher checkpoint at ``path``, checked against the data and the config."""
-    from ckdsnn_events.distill.trainer import make_model
-
     payload = load_checkpoint(path, "teacher", option)
-    problems = []
-    if payload.get("num_classes") != info.num_classes:
-        problems.append(f"{payload.get('num_classes')} classes, the data has {info.num_classes}")
-    if payload.get("in_channels") != info.in_channels:
-        problems.append(f"{payload.get('in_channels')} input channels, the data has {info.in_channels}")
+    problems = checkpoint_misfits(payload, info, shapes=False)
     if payload.get("arch") != config.model.teacher:
         problems.append(f"architecture {payload.get('arch')}, the config names {config.model.teacher} "
                         f"(set --set model.teacher={payload.get('arch')})")
     if problems:
         raise UserError(f"{option} '{path}' does not fit this run: " + "; ".join(problems) + ".")
-    config = replace(config, model=replace(config.model, teacher_width=payload.get("width")))
-    teacher = make_model("teacher", config, info)
-    load_model_state(teacher, payload["model"], path, option)
+    _, teacher = model_from_checkpoint(payload, config, info, path, option)
     return teacher
 
 
@@ -160,7 +158,6 @@ def load_trained(checkpoint: str | os.PathLike, overrides: dict | None = None, k
         ``(payload, config, model, (train, val, test), info)``; the model is on the CPU in eval mode.
     """
     from ckdsnn_events.data.loaders import build_loaders
-    from ckdsnn_events.distill.trainer import make_model
 
     payload = load_checkpoint(checkpoint, kind, option)
     config = from_dict(RunConfig, payload["config"])
@@ -168,24 +165,11 @@ def load_trained(checkpoint: str | os.PathLike, overrides: dict | None = None, k
         config = replace(config, data=replace(config.data, **{k: v for k, v in overrides.items() if v is not None}))
         config.data.validate()
     train, val, test, info = build_loaders(config.data)
-    expected = payload.get("dataset") or {}
-    problems = []
-    if info.num_classes != payload["num_classes"]:
-        problems.append(f"{payload['num_classes']} classes, the data has {info.num_classes}")
-    if info.in_channels != payload["in_channels"]:
-        problems.append(f"{payload['in_channels']} input channels, the data has {info.in_channels}")
-    if expected.get("input_size") and tuple(expected["input_size"]) != tuple(info.input_size):
-        problems.append(f"inputs of {tuple(expected['input_size'])}, the data has {tuple(info.input_size)}")
-    if payload["kind"] == "student" and expected.get("timesteps") and expected["timesteps"] != info.timesteps:
-        problems.append(f"T={expected['timesteps']}, the data has T={info.timesteps}")
+    problems = checkpoint_misfits(payload, info)
     if problems:
         raise UserError(f"{option} '{checkpoint}' does not fit the dataset at '{config.data.root}': "
                         + "; ".join(problems) + ". Point --root at the dataset it was trained on.")
-    model_kind = payload["kind"]
-    width = {"teacher_width" if model_kind == "teacher" else "student_width": payload.get("width")}
-    config = replace(config, model=replace(config.model, **width))
-    model = make_model(model_kind, config, info)
-    load_model_state(model, payload["model"], checkpoint, option)
+    config, model = model_from_checkpoint(payload, config, info, checkpoint, option)
     return payload, config, model.eval(), (train, val, test), info
 
 
@@ -199,10 +183,10 @@ def pick_split(loaders: tuple, split: str):
 
 def run_evaluate(checkpoint: str, overrides: dict | None = None, split: str = "test") -> dict:
     """Accuracy (and firing rate) of a saved teacher or student on its dataset's ``split``."""
-    from ckdsnn_events.distill.trainer import evaluate, pick_device
+    from ckdsnn_events.distill.trainer import evaluate
 
     payload, config, model, loaders, info = load_trained(checkpoint, overrides)
-    device = pick_device(config.device)
+    device = prepare_device(config.device)
     loader = pick_split(loaders, split)
     result = evaluate(model.to(device), loader, device, payload["kind"], config.optim.precision)
     return {"kind": payload["kind"], "split": split, "epoch": payload.get("epoch"), **result}

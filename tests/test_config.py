@@ -72,3 +72,14 @@ def test_bad_files_and_override_syntax(tmp_path):
             parse_override(text)
     with pytest.raises(UserError, match="is a value, not a section"):
         apply_overrides({"name": "x"}, ["name.sub=1"])
+
+
+def test_apply_values_sets_typed_option_values():
+    from ckdsnn_events.config import apply_values
+
+    data = {"optim": {"lr": 0.1}, "seed": 0}
+    out = apply_values(data, {"optim.lr": 0.05, "data.root": "a=b # not TOML", "seed": None, "data.size": (4, 4)})
+    assert out == {"optim": {"lr": 0.05}, "seed": 0, "data": {"root": "a=b # not TOML", "size": (4, 4)}}
+    assert data == {"optim": {"lr": 0.1}, "seed": 0}  # a copy: the recipe's dict is untouched
+    with pytest.raises(UserError, match="seed.x: 'seed' is a value, not a section"):
+        apply_values(data, {"seed.x": 1})
