@@ -26,6 +26,7 @@ from ckdsnn_events.models import (
 from ckdsnn_events.models.registry import ARCHS
 from ckdsnn_events.models.resnet import build_resnet_teacher
 
+RESNETS = tuple(ARCHS)  # the zoo's students and teachers are tested in test_zoo_models.py
 SMALL_WIDTH = {"resnet18": 4, "resnet19": 4, "resnet20": 4}
 STAGES = {"resnet18": 4, "resnet19": 3, "resnet20": 3}
 BLOCKS = {"resnet18": 8, "resnet19": 8, "resnet20": 9}
@@ -39,7 +40,7 @@ def _params(model: nn.Module) -> int:
 # Shapes
 
 
-@pytest.mark.parametrize("arch", TEACHERS)
+@pytest.mark.parametrize("arch", RESNETS)
 def test_teacher_shapes_and_features(arch):
     torch.manual_seed(0)
     w = SMALL_WIDTH[arch]
@@ -59,7 +60,7 @@ def test_teacher_shapes_and_features(arch):
     torch.testing.assert_close(logits, last.mean((2, 3)) @ teacher.fc.weight.T + teacher.fc.bias)
 
 
-@pytest.mark.parametrize("arch", STUDENTS)
+@pytest.mark.parametrize("arch", RESNETS)
 def test_student_shapes_spikes_and_lif_calls(arch):
     torch.manual_seed(0)
     w = SMALL_WIDTH[arch]
@@ -165,7 +166,7 @@ def test_resnet19_and_resnet20_parameter_counts():
     )
 
 
-@pytest.mark.parametrize("arch", STUDENTS)
+@pytest.mark.parametrize("arch", RESNETS)
 def test_student_mirrors_teacher_parameters(arch):
     w = SMALL_WIDTH[arch]
     teacher = build_teacher(arch, num_classes=10, in_channels=2, width=w)
