@@ -27,6 +27,8 @@ drift cancels. ``reuse_freed_memory()`` is called first, as the trainer does on 
     python benchmarks/bench_student_step.py                       # ~2 min on 2 CPU cores
     python benchmarks/bench_student_step.py --no-allocator-fix --skip-memory
     python benchmarks/bench_student_step.py --arch resnet19 --width 32 --batch 8 --timesteps 4 --size 32
+    python benchmarks/bench_student_step.py --arch spikformer-4-384 --ann resnet19 --teacher resnet19 \
+        -T 1 -B 8 --size 32 --channels 3 --classes 100 --skip-memory
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ DISTILL_TARGET = 1.15
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="resnet20-cifar16", choices=STUDENTS, help="student (and ANN) architecture")
+    parser.add_argument("--ann", default=None, choices=TEACHERS,
+                        help="the ANN of figure 1 (default: --arch itself; a student without an ANN twin, "
+                             "such as spikformer-4-384, is compared with its teacher, e.g. --ann resnet19)")
     parser.add_argument("--teacher", default="resnet20-cifar16", choices=TEACHERS, help="teacher of the distillation step")
     parser.add_argument("--width", type=int, default=None, help="first-stage channels (default: the architecture's)")
     parser.add_argument("--teacher-width", type=int, default=None)
@@ -87,7 +92,8 @@ class Workload:
             self.student = build_student(args.arch, args.classes, C, args.width).train()
             self.student_opt = _sgd(self.student)
         if "ann" in need:
-            self.ann = build_teacher(args.arch, args.classes, C, args.width).train()
+            ann_width = args.width if args.ann in (None, args.arch) else args.teacher_width
+            self.ann = build_teacher(args.ann or args.arch, args.classes, C, ann_width).train()
             self.ann_opt = _sgd(self.ann)
         if "teacher" in need:
             self.teacher = build_teacher(args.teacher, args.classes, C, args.teacher_width).eval().requires_grad_(False)
@@ -171,8 +177,9 @@ def main(argv=None) -> int:
         return 0
 
     work = Workload(args)
-    width = work.student.conv1.out_channels
-    print(f"{args.arch} student (width {width}) vs the same network as an ANN; teacher {args.teacher}; "
+    width = next(m for m in work.student.modules() if isinstance(m, torch.nn.Conv2d)).out_channels
+    ann = "the same network as an ANN" if args.ann in (None, args.arch) else f"the ANN {args.ann}"
+    print(f"{args.arch} student (first width {width}) vs {ann}; teacher {args.teacher}; "
           f"T={args.timesteps}, batch {args.batch}, {args.channels}x{args.size}x{args.size}, "
           f"{torch.get_num_threads()} torch threads, allocator fix {'on' if fix else 'off'}, "
           f"{args.repeats} repeats")

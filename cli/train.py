@@ -22,7 +22,8 @@ def _training_options(command):
                           "digits: the embedded static digits."),
         click.option("--root", default=None, help="Data folder (default: the recipe's). [data.root]"),
         click.option("--recipe", default=None, type=click.Path(dir_okay=False),
-                     help="TOML recipe (default: the packaged recipe of --dataset)."),
+                     help="TOML recipe file, or the name of a packaged one (e.g. cifar100-spikformer; "
+                          "default: the packaged recipe of --dataset)."),
         click.option("--epochs", default=None, type=click.IntRange(min=1), help="Epochs. [optim.epochs / teacher_optim.epochs]"),
         click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help="Peak learning rate."),
         click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Batch size per process. [data.batch_size]"),
@@ -104,12 +105,16 @@ def train_teacher(resume, **kw) -> None:
 @click.option("--teacher", default=None, type=click.Path(dir_okay=False),
               help="Teacher checkpoint (best.pt of train-teacher). Default: train one, or reuse the one "
                    "distill trained before for the same data and teacher settings.")
+@click.option("--teacher-weights", default=None,
+              help="Use these teacher weights instead of training a teacher: a file holding a torchvision "
+                   "state_dict, or 'imagenet' (torchvision's ImageNet-1K weights of a tv-resnet teacher; "
+                   "needs the network once). [model.teacher_weights]")
 @click.option("--beta", default=None, type=click.FloatRange(min=0), help="SAMD weight. [loss.beta]")
 @click.option("--gamma", default=None, type=click.FloatRange(min=0), help="NLD weight. [loss.gamma]")
 @click.option("--variant", default=None, type=LibraryChoice("ckdsnn_events.distill.losses:VARIANTS"),
               help="SAMD and NLD in the paper's form or the public reference code's. [loss.samd_variant, loss.nld_variant]")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last.pt.")
-def distill(teacher, beta, gamma, variant, resume, **kw) -> None:
+def distill(teacher, teacher_weights, beta, gamma, variant, resume, **kw) -> None:
     """Distil a Norse LIF student from an ANN teacher with CKDSNN (CE + beta*SAMD + gamma*NLD).
 
     Runs data-parallel under torchrun:
@@ -117,8 +122,8 @@ def distill(teacher, beta, gamma, variant, resume, **kw) -> None:
     """
     from ckdsnn_events.pipelines.train import run_distill
 
-    extra = {"teacher_checkpoint": teacher, "loss.beta": beta, "loss.gamma": gamma,
-             "loss.samd_variant": variant, "loss.nld_variant": variant}
+    extra = {"teacher_checkpoint": teacher, "model.teacher_weights": teacher_weights, "loss.beta": beta,
+             "loss.gamma": gamma, "loss.samd_variant": variant, "loss.nld_variant": variant}
     config = _resolve("student", extra=extra, **kw)
     _echo_best(run_distill(config, resume=resume))
 

@@ -27,7 +27,8 @@ from ckdsnn_events.distill.runs import (
     prepare_device,
 )
 from ckdsnn_events.errors import UserError
-from ckdsnn_events.models.arch import check_alignment, check_same_options, config_options, recorded_options
+from ckdsnn_events.models.arch import check_same_options, recorded_options
+from ckdsnn_events.models.registry import check_alignment, config_options
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 
@@ -49,7 +50,9 @@ def resolve_config(dataset: str, recipe: str | None = None, options: dict | None
                    overrides: tuple[str, ...] = ()) -> RunConfig:
     """Recipe, then its preset (``preset`` from any of them), then CLI options (``{"optim.lr": 0.05,
     ...}``, None values skipped), then ``--set``."""
-    path = Path(recipe) if recipe else recipe_path(dataset)
+    # --recipe: a TOML file, or the name of a packaged recipe (e.g. cifar100-spikformer)
+    packaged = recipe is not None and not Path(recipe).exists() and recipe_path(recipe).is_file()
+    path = recipe_path(recipe) if packaged else Path(recipe) if recipe else recipe_path(dataset)
     if not recipe and not path.exists():
         raise UserError(f"no recipe for --dataset '{dataset}'; pass --recipe FILE.toml "
                         f"(recipes: {', '.join(sorted(p.stem for p in RECIPES.glob('*.toml')))}).")
@@ -129,6 +132,12 @@ def run_distill(config: RunConfig, resume: bool = False, progress: bool = True, 
     if config.loss.beta > 0 or config.loss.alpha_feat > 0:  # the maps SAMD / feature KD compare
         check_alignment(config.model.teacher, config.model.student, info.input_size)
     teacher_result = None
+    if config.model.teacher_weights:
+        from ckdsnn_events.pipelines.teacher_weights import teacher_from_weights
+
+        _, _, _, info = build_loaders(replace(config.data, workers=0))
+        teacher_path = teacher_from_weights(config, config.model.teacher_weights, info)
+        config = replace(config, teacher_checkpoint=str(teacher_path))
     if config.teacher_checkpoint:
         teacher_path = Path(config.teacher_checkpoint)
     else:

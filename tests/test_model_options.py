@@ -15,7 +15,7 @@ from ckdsnn_events.checkpoints import load_checkpoint, save_checkpoint
 from ckdsnn_events.cli.main import main
 from ckdsnn_events.errors import UserError
 from ckdsnn_events.models import build_student, build_teacher, parameter_count
-from ckdsnn_events.models.arch import check_alignment, feature_map_size
+from ckdsnn_events.models.registry import check_alignment, feature_map_size
 from ckdsnn_events.models.blocks import ProjectorHead
 from ckdsnn_events.pipelines.train import resolve_config, run_distill, run_evaluate
 

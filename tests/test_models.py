@@ -23,10 +23,11 @@ from ckdsnn_events.models import (
     build_teacher,
     reuse_freed_memory,
 )
-from ckdsnn_events.models.arch import feature_map_size
+from ckdsnn_events.models.registry import feature_map_size
 from ckdsnn_events.models.registry import ARCHS
 from ckdsnn_events.models.resnet import build_resnet_teacher
 
+RESNETS = tuple(ARCHS)  # the zoo's students and teachers are tested in test_zoo_models.py
 SMALL_WIDTH = {"resnet18": 4, "resnet19": 4, "resnet20": 4, "resnet20m": 4, "resnet20-cifar16": 4}
 STAGES = {"resnet18": 4, "resnet19": 3, "resnet20": 3, "resnet20m": 4, "resnet20-cifar16": 3}
 BLOCKS = {"resnet18": 8, "resnet19": 8, "resnet20": 9, "resnet20m": 8, "resnet20-cifar16": 9}
@@ -41,7 +42,7 @@ def _params(model: nn.Module) -> int:
 # Shapes
 
 
-@pytest.mark.parametrize("arch", TEACHERS)
+@pytest.mark.parametrize("arch", RESNETS)
 def test_teacher_shapes_and_features(arch):
     torch.manual_seed(0)
     w = SMALL_WIDTH[arch]
@@ -63,7 +64,7 @@ def test_teacher_shapes_and_features(arch):
     torch.testing.assert_close(logits, last.mean((2, 3)) @ teacher.fc.weight.T + teacher.fc.bias)
 
 
-@pytest.mark.parametrize("arch", STUDENTS)
+@pytest.mark.parametrize("arch", RESNETS)
 def test_student_shapes_spikes_and_lif_calls(arch):
     torch.manual_seed(0)
     w = SMALL_WIDTH[arch]
@@ -179,7 +180,7 @@ def test_resnet19_and_resnet20_parameter_counts():
     assert _params(modified) == 11_247_370
 
 
-@pytest.mark.parametrize("arch", STUDENTS)
+@pytest.mark.parametrize("arch", RESNETS)
 def test_student_mirrors_teacher_parameters(arch):
     w = SMALL_WIDTH[arch]
     teacher = build_teacher(arch, num_classes=10, in_channels=2, width=w)

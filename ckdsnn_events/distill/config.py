@@ -40,6 +40,10 @@ class ModelConfig:
     # from scratch: an ANN-to-SNN initialisation, not part of CKDSNN; it skips the long plateau a deep
     # spiking ResNet sits on at random initialisation, which matters for short CPU runs
     init_from_teacher: bool = False
+    connect: Literal["ADD", "AND", "IAND"] = "ADD"  # SEW-ResNet students' connect function
+    # the teacher's weights instead of training it: a torchvision state-dict file, or "imagenet"
+    # (torchvision's ImageNet-1K weights of a tv-resnet teacher; needs the network once)
+    teacher_weights: str | None = None
 
 
 @dataclass

@@ -70,7 +70,7 @@ def make_model(kind: str, config: RunConfig, info: DatasetInfo) -> nn.Module:
                              downsample=m.downsample)
     return build_student(m.student, num_classes=info.num_classes, in_channels=info.in_channels,
                          width=m.student_width, neuron=neuron_parameters(m), last_block=m.last_block, head=m.head,
-                         downsample=m.downsample)
+                         downsample=m.downsample, connect=m.connect)
 
 
 def architecture(kind: str, model: ModelConfig) -> tuple[str, int | None]:

@@ -41,6 +41,21 @@ What is counted, per ``nn.Conv1d/2d/3d`` and ``nn.Linear`` call, from forward ho
   per step (and leave the pooling additions uncounted): which is smaller depends on the firing
   rate and the pooled map's size.
 
+* **Layers reading sums of spikes** (SEW-ResNet's ADD blocks give 0, 1, 2, ...; a spiking
+  transformer's residual stream): an architecture marks such a layer (and a pool before a
+  classifier) with the attribute ``reads_spike_counts = True``. Its input then counts as spikes
+  whenever every element is a non-negative integer: an input value of ``k`` is ``k`` spikes
+  arriving, ``k`` accumulates per synapse (``input_kind`` ``"spike-counts"``); anything else is
+  MACs as above. Unmarked layers keep the binary rule, so an event-count frame at the stem stays
+  real-valued input (MACs).
+* **Products of two spike tensors** (a module with ``synaptic_matmul = True`` computing
+  ``a @ b``, e.g. the attention of a spiking transformer): one accumulate per product whose two
+  factors are both non-zero (for binary ``q k^T``, an AND-accumulate per coincident spike pair;
+  for a spike-count ``a`` times binary ``b``, one addition of the integer ``a[n, k]``), counted
+  exactly as ``sum_k #(a[:, k] != 0) * #(b[k, :] != 0)`` (``input_kind`` ``"spike-matmul"``); with
+  a real-valued factor every product is a MAC. ``input_spikes`` counts the non-zero elements of
+  ``a``.
+
 Not counted: batch norm (it folds into the preceding conv at inference), biases, pooling
 additions, residual additions and the neurons' own updates. The ANN teacher is counted the same
 way with every layer as MACs (:func:`count_ann_macs`).
@@ -65,7 +80,9 @@ from ckdsnn_events.energy.ops import (
     conv_macs,
     exact_sum,
     is_binary,
+    is_spike_count,
     linear_macs,
+    nonzero_products,
     pool_coverage_mask,
     spike_stats,
 )
@@ -94,6 +111,12 @@ POOLED_LINEAR_MODES = ("fold", "macs")
 def _spike_fed(module: nn.Module) -> bool:
     """False for a layer its model declares real-valued (``module.real_valued_input = True``)."""
     return not getattr(module, "real_valued_input", False)
+
+
+def reads_counts(module: nn.Module) -> bool:
+    """True for layers an architecture marked as reading sums of spikes (``reads_spike_counts``):
+    their non-negative integer inputs count as that many spikes each, not as real values."""
+    return bool(getattr(module, "reads_spike_counts", False))
 
 
 class SynapticOpCounter:
@@ -170,6 +193,8 @@ class SynapticOpCounter:
                 self._handles.append(module.register_forward_hook(self._linear_hook(name, module)))
             elif type(module) in AVG_POOL_DIMS and self.pooled_linear == "fold" and self.count_spikes:
                 self._handles.append(module.register_forward_hook(self._on_pool))
+            elif getattr(module, "synaptic_matmul", False):
+                self._handles.append(module.register_forward_hook(self._matmul_hook(name, module)))
             if self._is_neuron is not None and self._is_neuron(module):
                 self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
         return self
@@ -212,9 +237,11 @@ class SynapticOpCounter:
                     x, output = x.unsqueeze(0), output.unsqueeze(0)
                 tally = self._tally(name, conv)
                 macs = conv_macs(conv, tuple(output.shape))
+                counts = reads_counts(conv)
+                kind = "spike-counts" if counts else "spikes"
                 group = tally.group(
-                    ("spikes", tuple(x.shape)),
-                    lambda: CallGroup("spikes", tuple(x.shape[1:]), x.shape[0], x.numel(), macs, macs),
+                    (kind, tuple(x.shape)),
+                    lambda: CallGroup(kind, tuple(x.shape[1:]), x.shape[0], x.numel(), macs, macs),
                 )
                 if not self.count_spikes:
                     group.calls += 1
@@ -223,7 +250,7 @@ class SynapticOpCounter:
                 coverage = tally.coverage.get((spatial, x.device))
                 if coverage is None:
                     coverage = tally.coverage[(spatial, x.device)] = conv_coverage(conv, spatial, x.device)
-                binary, per_position = spike_stats(x)
+                binary, per_position = spike_stats(x, counts)
                 sops = (per_position * coverage).sum() * (conv.out_channels // conv.groups)
                 tally.add(group, binary & _spike_fed(conv), per_position.sum(), sops)
 
@@ -238,15 +265,18 @@ class SynapticOpCounter:
                 rows = x.numel() // linear.in_features
                 pooled = self._pooled_source(x) if self.count_spikes else None
                 if pooled is None:
+                    counts = reads_counts(linear)
+                    kind = "spike-counts" if counts else "spikes"
                     group = tally.group(
-                        ("spikes", tuple(x.shape)),
-                        lambda: CallGroup("spikes", (linear.in_features,), rows, x.numel(), macs, macs),
+                        (kind, tuple(x.shape)),
+                        lambda: CallGroup(kind, (linear.in_features,), rows, x.numel(), macs, macs),
                     )
                     if not self.count_spikes:
                         group.calls += 1
                         return
-                    spikes = exact_sum(x)
-                    tally.add(group, is_binary(x) & _spike_fed(linear), spikes, spikes * linear.out_features)
+                    spikes = x.sum(dtype=torch.float64) if counts else exact_sum(x)
+                    spike_input = is_spike_count(x) if counts else is_binary(x)
+                    tally.add(group, spike_input & _spike_fed(linear), spikes, spikes * linear.out_features)
                     return
                 group = tally.group(
                     ("pooled-spikes", pooled.input_shape, tuple(x.shape)),
@@ -257,6 +287,27 @@ class SynapticOpCounter:
                 )
                 tally.add(group, pooled.binary & _spike_fed(linear), pooled.spikes,
                           pooled.covered_spikes * linear.out_features)
+
+        return hook
+
+    def _matmul_hook(self, name: str, module: nn.Module):
+        """``a @ b`` of two spike tensors (attention): a product costs one accumulate when both factors
+        are non-zero (:func:`nonzero_products`); with a real-valued factor, every product is a MAC."""
+
+        def hook(_, args, output) -> None:
+            with torch.no_grad():
+                a, b = args[0], args[1]
+                tally = self._tally(name, module)
+                macs = math.prod(output.shape) * a.shape[-1]
+                group = tally.group(
+                    ("spike-matmul", tuple(a.shape), tuple(b.shape)),
+                    lambda: CallGroup("spike-matmul", tuple(a.shape[1:]), a.shape[0], a.numel(), macs, macs),
+                )
+                if not self.count_spikes:
+                    group.calls += 1
+                    return
+                countable = torch.logical_and(is_spike_count(a), is_spike_count(b))
+                tally.add(group, countable, exact_sum(a != 0), nonzero_products(a, b))
 
         return hook
 
@@ -272,7 +323,7 @@ class SynapticOpCounter:
                 mask = pool_coverage_mask(module, spatial, x.device)
                 self._pool_masks[key] = (mask, int(mask.sum().item()))
             mask, covered_positions = self._pool_masks[key]
-            binary, per_position = spike_stats(x)
+            binary, per_position = spike_stats(x, reads_counts(module))
             self._pooled[output.data_ptr()] = PooledSpikes(
                 storage=output.untyped_storage(),
                 data_ptr=output.data_ptr(),

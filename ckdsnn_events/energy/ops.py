@@ -38,18 +38,46 @@ def spike_map(x: torch.Tensor) -> torch.Tensor:
 
 
 
-def spike_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def is_spike_count(x: torch.Tensor) -> torch.Tensor:
+    """0-d bool tensor: True when every element of ``x`` is a non-negative integer below 2**53.
+
+    The values a sum of spike tensors takes (SEW ADD blocks, a transformer's residual stream):
+    each unit is one spike arriving. NaN, inf, 0.5 and -1 are not counts.
+    """
+    flat = _flat(x)
+    if _numba_reads(flat):
+        return torch.tensor(bool(_all_counts(flat.detach().numpy())))
+    return torch.logical_and(flat >= 0, flat == torch.floor(flat)).logical_and(flat < _MAX_COUNT).all()
+
+
+def spike_stats(x: torch.Tensor, counts: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``(is_binary(x), spike_map(x))`` of ``x`` (N, C, *S); the map is only valid when binary.
 
+    With ``counts``, ``is_spike_count`` replaces ``is_binary`` (and the map is exact in float64).
     On CPU one numba pass does both and stops at the first non-binary row; on other devices
     these are two reductions without host synchronisation.
     """
     if x.numel() and x.is_contiguous() and _numba_reads(x):
         rows = x.shape[0] * x.shape[1]
         per_position = np.zeros(x[0, 0].numel(), dtype=np.float64)
-        binary = _column_sums_if_binary(x.detach().reshape(rows, -1).numpy(), per_position)
-        return torch.tensor(bool(binary)), torch.from_numpy(per_position).reshape(x.shape[2:])
+        kernel = _column_sums_if_counts if counts else _column_sums_if_binary
+        ok = kernel(x.detach().reshape(rows, -1).numpy(), per_position)
+        return torch.tensor(bool(ok)), torch.from_numpy(per_position).reshape(x.shape[2:])
+    if counts:
+        return is_spike_count(x), x.sum(dim=(0, 1), dtype=torch.float64)
     return is_binary(x), spike_map(x)
+
+
+def nonzero_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Terms ``a[..., n, k] * b[..., k, m]`` of ``a @ b`` with both factors non-zero: 0-d float64.
+
+    For binary ``a`` and ``b`` these are the AND-accumulates of the product (each pair of
+    coincident spikes adds one); for a spike-count ``a`` and binary ``b`` each term adds the
+    integer ``a[n, k]`` once. Computed as ``sum_k (#n: a != 0) * (#m: b != 0)`` per batch entry.
+    """
+    rows = (a != 0).sum(dim=-2, dtype=torch.float64)  # (..., K)
+    cols = (b != 0).sum(dim=-1, dtype=torch.float64)  # (..., K)
+    return (rows * cols).sum()
 
 
 def _numba_reads(x: torch.Tensor) -> bool:
@@ -68,6 +96,37 @@ def _all_binary(flat):  # pragma: no cover - compiled
         for i in range(start, min(start + _BLOCK, n)):
             v = flat[i]
             bad |= (v != 0.0) & (v != 1.0)
+        if bad:
+            return False
+    return True
+
+
+_MAX_COUNT = float(1 << 53)
+
+
+@numba.njit(cache=True, nogil=True)
+def _all_counts(flat):  # pragma: no cover - compiled
+    n = flat.shape[0]
+    for start in range(0, n, _BLOCK):
+        bad = False
+        for i in range(start, min(start + _BLOCK, n)):
+            v = flat[i]
+            bad |= ~((v >= 0.0) & (v < _MAX_COUNT) & (v == np.floor(v)))
+        if bad:
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _column_sums_if_counts(x, out):  # pragma: no cover - compiled
+    """Adds the column sums of ``x`` (R, P) to ``out`` (P,); False at the first row holding a non-count."""
+    rows, cols = x.shape
+    for r in range(rows):
+        bad = False
+        for p in range(cols):
+            v = x[r, p]
+            bad |= ~((v >= 0.0) & (v < _MAX_COUNT) & (v == np.floor(v)))
+            out[p] += v
         if bad:
             return False
     return True

@@ -36,7 +36,7 @@ from ckdsnn_events.errors import UserError
 
 __all__ = [
     "ArchSpec", "ARCHS", "TEACHERS", "STUDENTS", "LAST_BLOCKS", "HEADS", "DOWNSAMPLES", "PROJECTOR_WIDTH",
-    "ArchOptions", "get_arch", "check_choice", "feature_map_size", "check_same_options", "recorded_options", "config_options", "check_alignment",
+    "ArchOptions", "get_arch", "check_choice", "resnet_map_size", "check_same_options", "recorded_options",
 ]
 
 LAST_BLOCKS = ("lif", "relu")
@@ -122,8 +122,8 @@ class ArchOptions:
         return {"downsample": options["downsample"]} if kind == "teacher" else options
 
 
-def feature_map_size(name: str, input_size: tuple[int, int]) -> tuple[int, int]:
-    """(h, w) of architecture ``name``'s last feature map for (H, W) inputs.
+def resnet_map_size(name: str, input_size: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) of ResNet ``name``'s last feature map for (H, W) inputs.
 
     A 3x3 convolution with padding 1 and stride ``s`` gives ``(H - 1) // s + 1`` (the avgpool
     shortcut, with ``ceil_mode``, gives the same); the ``triple`` stem's ``AvgPool2d(2)`` gives
@@ -144,14 +144,6 @@ def recorded_options(model) -> dict:
     return model.options.recorded("student" if hasattr(model, "spike_keys") else "teacher")
 
 
-def config_options(config, kind: str) -> dict:
-    """What :func:`recorded_options` gives for the model a run config (its ``model`` section:
-    ``teacher``/``student``, ``last_block``, ``head``, ``downsample``) would build, without building it."""
-    m = config.model
-    options = ArchOptions(m.last_block, m.head, m.downsample)
-    return options.resolved(get_arch(m.teacher if kind == "teacher" else m.student, kind, tuple(ARCHS))).recorded(kind)
-
-
 def check_same_options(recorded: Optional[Mapping], wanted: Mapping, source: str) -> None:
     """UserError naming the first key whose value ``source`` (a checkpoint) recorded differently.
 
@@ -164,26 +156,3 @@ def check_same_options(recorded: Optional[Mapping], wanted: Mapping, source: str
         if key in wanted and wanted[key] != value:
             raise UserError(f"{source} was trained with model.{key}={value!r}, this run asks for "
                             f"model.{key}={wanted[key]!r}; set --set model.{key}={value} (or train anew).")
-
-
-def _nested(a: int, b: int) -> bool:
-    return a % b == 0 or b % a == 0
-
-
-def check_alignment(teacher: str, student: str, input_size: tuple[int, int]) -> None:
-    """UserError unless the teacher's and the student's last maps can be laid over each other.
-
-    SAMD (and feature KD) resize the teacher's (h, w) map to the student's (H, W); that is a
-    resampling of cells only when one side is a whole multiple of the other in each direction
-    (one teacher cell covers whole student cells, or the reverse). Otherwise the cells straddle
-    each other and the map compares positions that do not correspond.
-    """
-    t, s = feature_map_size(teacher, input_size), feature_map_size(student, input_size)
-    if all(_nested(a, b) for a, b in zip(t, s)):
-        return
-    fits = [name for name in STUDENTS if all(_nested(a, b) for a, b in zip(t, feature_map_size(name, input_size)))]
-    raise UserError(
-        f"model.teacher {teacher!r} and model.student {student!r} end in {t[0]}x{t[1]} and {s[0]}x{s[1]} maps on "
-        f"{input_size[0]}x{input_size[1]} inputs, which SAMD cannot align (neither side is a whole multiple of the "
-        f"other); students that align with this teacher: {', '.join(fits) or 'none'}."
-    )

@@ -45,13 +45,27 @@ from typing import Optional, Union
 from torch import nn
 
 from ckdsnn_events.errors import UserError
-from ckdsnn_events.models.arch import ARCHS, STUDENTS, TEACHERS, ArchOptions, ArchSpec, get_arch
-from ckdsnn_events.models.neurons import LIFParameters
+from ckdsnn_events.models.arch import ARCHS, ArchOptions, ArchSpec, get_arch, resnet_map_size
+from ckdsnn_events.models.arch import STUDENTS as RESNET_STUDENTS
+from ckdsnn_events.models.arch import TEACHERS as RESNET_TEACHERS
+from ckdsnn_events.models.neurons import LIF, LIFParameters
 from ckdsnn_events.models.resnet import build_resnet_teacher
 from ckdsnn_events.models.spiking_resnet import SpikingResNet
+from ckdsnn_events.models.zoo import (
+    ZOO_STUDENTS,
+    ZOO_TEACHERS,
+    ZooOptions,
+    build_zoo_student,
+    build_zoo_teacher,
+    zoo_map_size,
+)
 
 __all__ = ["ArchSpec", "ARCHS", "TEACHERS", "STUDENTS", "get_arch", "build_teacher", "build_student",
-           "parameter_count"]
+           "parameter_count", "feature_map_size", "check_alignment", "config_options"]
+
+# every architecture by name: the ResNets of :mod:`.arch`, then the zoo's (:mod:`.zoo`)
+TEACHERS: tuple[str, ...] = RESNET_TEACHERS + ZOO_TEACHERS
+STUDENTS: tuple[str, ...] = RESNET_STUDENTS + ZOO_STUDENTS
 
 
 def _positive_int(name: str, value, allow_none: bool = False) -> None:
@@ -91,7 +105,12 @@ def build_teacher(name: str, num_classes: int = 10, in_channels: int = 3, width:
         width: channels of the first stage (None: the architecture's own, see the table above).
         downsample: "conv", "avgpool" or None (the architecture's own); see :mod:`.arch`.
     """
-    spec = get_arch(name, "teacher", TEACHERS)
+    if name in ZOO_TEACHERS:
+        _check_common(num_classes, in_channels, width)
+        if downsample is not None:
+            raise UserError(f"model.downsample applies to the ResNets of models.arch, not to {name!r}; leave it unset.")
+        return build_zoo_teacher(name, num_classes, in_channels, width)
+    spec = get_arch(name, "teacher", RESNET_TEACHERS + ZOO_TEACHERS)
     _check_common(num_classes, in_channels, width)
     return build_resnet_teacher(spec, num_classes, in_channels, width, ArchOptions(downsample=downsample))
 
@@ -106,6 +125,7 @@ def build_student(
     last_block: str = "lif",
     head: str = "linear",
     downsample: Optional[str] = None,
+    connect: str = "ADD",
 ) -> nn.Module:
     """A spiking student: (T, B, C, H, W) -> logits (B, K); see :class:`.spiking_resnet.SpikingResNet`.
 
@@ -116,8 +136,15 @@ def build_student(
         last_block: "lif" or "relu" (the released CKDSNN code's); see :mod:`.arch`.
         head: "linear" or "projector" (the released code's fc2 -> fc1).
         downsample: "conv", "avgpool" or None (the architecture's own).
+        connect: SEW-ResNets' connect function, "ADD", "AND" or "IAND" (see :mod:`.sew_resnet`).
     """
-    spec = get_arch(name, "student", STUDENTS)
+    if name in ZOO_STUDENTS:
+        _check_common(num_classes, in_channels, width)
+        if (last_block, head, downsample) != ("lif", "linear", None):
+            raise UserError(f"model.last_block / head / downsample apply to the ResNets of models.arch, not to "
+                            f"{name!r}; leave them at lif / linear / unset.")
+        return build_zoo_student(name, num_classes, in_channels, width, _neuron(neuron), LIF, connect)
+    spec = get_arch(name, "student", RESNET_STUDENTS + ZOO_STUDENTS)
     _check_common(num_classes, in_channels, width)
     options = ArchOptions(last_block=last_block, head=head, downsample=downsample)
     return SpikingResNet(spec, num_classes, in_channels, width, _neuron(neuron), options)
@@ -126,3 +153,43 @@ def build_student(
 def parameter_count(model: nn.Module) -> int:
     """Number of trainable parameters (BN's running statistics are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def feature_map_size(name: str, input_size: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) of architecture ``name``'s last feature map for (H, W) inputs (any teacher or student)."""
+    if name in ZOO_TEACHERS + ZOO_STUDENTS:
+        return zoo_map_size(name, input_size)
+    return resnet_map_size(name, input_size)
+
+
+def _nested(a: int, b: int) -> bool:
+    return a % b == 0 or b % a == 0
+
+def check_alignment(teacher: str, student: str, input_size: tuple[int, int]) -> None:
+    """UserError unless the teacher's and the student's last maps can be laid over each other.
+
+    SAMD (and feature KD) resize the teacher's (h, w) map to the student's (H, W); that is a
+    resampling of cells only when one side is a whole multiple of the other in each direction
+    (one teacher cell covers whole student cells, or the reverse). Otherwise the cells straddle
+    each other and the map compares positions that do not correspond.
+    """
+    t, s = feature_map_size(teacher, input_size), feature_map_size(student, input_size)
+    if all(_nested(a, b) for a, b in zip(t, s)):
+        return
+    fits = [name for name in STUDENTS if all(_nested(a, b) for a, b in zip(t, feature_map_size(name, input_size)))]
+    raise UserError(
+        f"model.teacher {teacher!r} and model.student {student!r} end in {t[0]}x{t[1]} and {s[0]}x{s[1]} maps on "
+        f"{input_size[0]}x{input_size[1]} inputs, which SAMD cannot align (neither side is a whole multiple of the "
+        f"other); students that align with this teacher: {', '.join(fits) or 'none'}."
+    )
+
+
+def config_options(config, kind: str) -> dict:
+    """What :func:`recorded_options` gives for the model a run config (its ``model`` section:
+    ``teacher``/``student``, ``last_block``, ``head``, ``downsample``) would build, without building it."""
+    m = config.model
+    name = m.teacher if kind == "teacher" else m.student
+    if name in ZOO_TEACHERS + ZOO_STUDENTS:
+        return ZooOptions(m.connect if name.startswith("sew-") else None).recorded(kind)
+    options = ArchOptions(m.last_block, m.head, m.downsample)
+    return options.resolved(get_arch(name, kind, tuple(ARCHS))).recorded(kind)

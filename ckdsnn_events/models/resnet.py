@@ -27,7 +27,7 @@ from torchvision.models.resnet import BasicBlock
 from ckdsnn_events.models.arch import ArchOptions, ArchSpec
 from ckdsnn_events.models.blocks import init_resnet_, shortcut, stem_conv
 
-__all__ = ["ResNetTeacher", "build_resnet_teacher"]
+__all__ = ["ResNetTeacher", "build_resnet_teacher", "torchvision_teacher"]
 
 
 class ResNetTeacher(nn.Module):
@@ -40,7 +40,7 @@ class ResNetTeacher(nn.Module):
     """
 
     def __init__(self, conv1: nn.Conv2d, bn1: nn.BatchNorm2d, stages: Sequence[nn.Sequential], fc: nn.Linear,
-                 triple_stem: bool = False):
+                 triple_stem: bool = False, maxpool: Optional[nn.Module] = None):
         super().__init__()
         self.conv1 = conv1
         self.bn1 = bn1
@@ -51,6 +51,7 @@ class ResNetTeacher(nn.Module):
             self.conv2, self.bn2 = stem_conv(width, width), nn.BatchNorm2d(width)
             self.conv3, self.bn3 = stem_conv(width, width), nn.BatchNorm2d(width)
             self.stem_pool = nn.AvgPool2d(2)
+        self.maxpool = maxpool  # torchvision's ImageNet stem only
         self.stage_names = tuple(f"layer{i}" for i in range(1, len(stages) + 1))
         for name, stage in zip(self.stage_names, stages):
             self.add_module(name, stage)
@@ -76,6 +77,8 @@ class ResNetTeacher(nn.Module):
         if self.triple_stem:
             x = self.relu(self.bn2(self.conv2(x)))
             x = self.stem_pool(self.relu(self.bn3(self.conv3(x))))
+        if self.maxpool is not None:
+            x = self.maxpool(x)
         for name in self.stage_names:
             x = getattr(self, name)(x)
             if return_features:
@@ -123,3 +126,15 @@ def build_resnet_teacher(spec: ArchSpec, num_classes: int, in_channels: int, wid
         init_resnet_(model)
     model.options = options  # plain attribute (not in the state_dict), recorded in checkpoints
     return model
+
+
+def torchvision_teacher(depth: int, num_classes: int, in_channels: int) -> ResNetTeacher:
+    """``torchvision.models.resnet{depth}(num_classes=K)`` unchanged (7x7 stride-2 stem, max-pool),
+    as a :class:`ResNetTeacher`; its ``state_dict`` keys are torchvision's, so torchvision weights
+    load as they are. ``in_channels != 3`` replaces the stem convolution by one of that many inputs."""
+    tv = getattr(torchvision.models, f"resnet{depth}")(num_classes=num_classes)
+    conv1 = tv.conv1
+    if in_channels != 3:
+        conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")
+    return ResNetTeacher(conv1, tv.bn1, [tv.layer1, tv.layer2, tv.layer3, tv.layer4], tv.fc, maxpool=tv.maxpool)
