@@ -16,6 +16,7 @@ import torch
 from ckdsnn_events.data.event_folders import CIFAR10DVS_CLASSES, DIGITS_CLASSES
 from ckdsnn_events.distill.config import RunConfig
 from ckdsnn_events.models import STUDENTS, TEACHERS, ArchOptions, build_student, build_teacher, parameter_count
+from ckdsnn_events.models.zoo import ZOO_STUDENTS, ZOO_TEACHERS
 
 __all__ = ["DATASET_SHAPES", "NEURON_NOTES", "ModelRow", "model_table"]
 
@@ -66,13 +67,16 @@ def model_table(config: RunConfig, num_classes: int, in_channels: int) -> list[M
     with torch.device("meta"):
         for name in TEACHERS:
             width = m.teacher_width if name == m.teacher else None
-            model = build_teacher(name, num_classes, in_channels, width, downsample=m.downsample)
+            # the ResNets' block options (models.arch) do not apply to the zoo's networks (models.zoo)
+            block = {} if name in ZOO_TEACHERS else {"downsample": m.downsample}
+            model = build_teacher(name, num_classes, in_channels, width, **block)
             rows.append(ModelRow("teacher", name, parameter_count(model), model.options.recorded("teacher"),
                                  "ReLU (ANN)", name == m.teacher))
         for name in STUDENTS:
             width = m.student_width if name == m.student else None
-            model = build_student(name, num_classes, in_channels, width, last_block=options.last_block,
-                                  head=options.head, downsample=options.downsample)
+            block = ({"connect": m.connect} if name in ZOO_STUDENTS else
+                     {"last_block": options.last_block, "head": options.head, "downsample": options.downsample})
+            model = build_student(name, num_classes, in_channels, width, **block)
             rows.append(ModelRow("student", name, parameter_count(model), model.options.recorded("student"),
                                  NEURON_CODE, name == m.student))
     return rows

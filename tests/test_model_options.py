@@ -239,7 +239,12 @@ def test_models_command_lists_every_architecture_with_its_parameters():
     assert len(chosen) == 2 and "12,569,226" in chosen[0] and "12,697,994" in chosen[1]
     assert "teacher resnet19" in chosen[0] and "student resnet19" in chosen[1]
     assert "head=projector" in chosen[1] and "fused kernel" in chosen[1]
-    assert sum("student" in line for line in lines) == 5 and sum("teacher" in line for line in lines) == 5
+    from ckdsnn_events.models import STUDENTS, TEACHERS
+
+    assert sum(" student " in line for line in lines) == len(STUDENTS)
+    assert sum(" teacher " in line for line in lines) == len(TEACHERS)
+    spikformer = next(line for line in lines if "student spikformer-4-384" in line)
+    assert "9,324,730" in spikformer  # the CIFAR-10 Spikformer-4-384 (the paper's 9.32 M)
     dvs = cli("models", "--dataset", "cifar10dvs")
     assert dvs.exit_code == 0 and "2 input channels" in dvs.output
     assert any(line.startswith("*") and "student resnet20m" in line and "11,247,370" in line
