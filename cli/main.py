@@ -415,3 +415,7 @@ def demo(data, runs_root, limit, timesteps, size, workers, overrides) -> None:
                + (f" (ANN/SNN {ratio:.2f}x)" if ratio else ""))
     click.echo(f"  report: {summary['report']}")
     click.echo("  seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()))
+
+
+from ckdsnn_events.cli.export import export as _export  # noqa: E402  (one module per new command)
+main.add_command(_export)
