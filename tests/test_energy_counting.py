@@ -11,17 +11,9 @@ import torch
 import torchvision
 from torch import nn
 
-from ckdsnn_events.energy.counting import (
-    EnergyReport,
-    SynapticOpCounter,
-    conv_coverage,
-    conv_macs,
-    conv_sops,
-    count_ann_macs,
-    exact_sum,
-    is_binary,
-    linear_sops,
-)
+from ckdsnn_events.energy.counting import SynapticOpCounter, count_ann_macs
+from ckdsnn_events.energy.ops import conv_coverage, conv_macs, conv_sops, exact_sum, is_binary, linear_sops
+from ckdsnn_events.energy.report_types import EnergyReport
 from ckdsnn_events.energy.presets import PRESETS, EnergyCosts, energy_costs, energy_pj
 from ckdsnn_events.errors import UserError
 

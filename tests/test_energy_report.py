@@ -16,7 +16,7 @@ from conftest import assert_user_error
 
 from ckdsnn_events.checkpoints import load_checkpoint
 from ckdsnn_events.cli.main import main
-from ckdsnn_events.energy.counting import EnergyReport
+from ckdsnn_events.energy.report_types import EnergyReport
 from ckdsnn_events.energy.report import render_markdown
 from ckdsnn_events.pipelines.energy import run_energy, take
 

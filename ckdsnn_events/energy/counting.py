@@ -51,18 +51,31 @@ Everything in the report is per sample (one inference of one sample over all T s
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
 
-import numba
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ckdsnn_events.energy.ops import (
+    conv_coverage,
+    conv_macs,
+    exact_sum,
+    is_binary,
+    linear_macs,
+    pool_coverage_mask,
+    spike_stats,
+)
 from ckdsnn_events.energy.presets import DEFAULT_PRESET, EnergyCosts, energy_costs
+from ckdsnn_events.energy.report_types import EnergyReport, LayerCount, NeuronCount
+from ckdsnn_events.energy.tally import (
+    CallGroup,
+    LayerTally,
+    NeuronSelector,
+    NeuronTally,
+    PooledSpikes,
+    first_tensor,
+    neuron_predicate,
+)
 from ckdsnn_events.errors import UserError
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -72,398 +85,6 @@ AVG_POOL_DIMS = {
     nn.AvgPool3d: 3, nn.AdaptiveAvgPool3d: 3,
 }
 POOLED_LINEAR_MODES = ("fold", "macs")
-INPUT_KINDS = ("spikes", "pooled-spikes", "real", "mixed")
-
-# float32 sums of 0/1 values are exact while every partial sum stays below 2**24.
-_EXACT_F32 = 1 << 24
-
-NeuronSelector = type | tuple[type, ...] | Callable[[nn.Module], bool]
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure counting functions
-
-
-def is_binary(x: torch.Tensor) -> torch.Tensor:
-    """0-d bool tensor on ``x``'s device: True when every element of ``x`` is exactly 0 or 1.
-
-    NaN, inf, 0.5, -1, 2 are not binary; -0.0 counts as 0. On CUDA this does not synchronise.
-    """
-    flat = _flat(x)
-    if _numba_reads(flat):
-        return torch.tensor(bool(_all_binary(flat.detach().numpy())))
-    return torch.logical_and(flat != 0, flat != 1).any().logical_not()
-
-
-def spike_map(x: torch.Tensor) -> torch.Tensor:
-    """Sum of ``x`` (N, C, *S) over batch and channels: float64 (*S), exact for 0/1 inputs."""
-    acc = torch.float64 if x.dtype == torch.float64 or x.shape[0] * x.shape[1] >= _EXACT_F32 else torch.float32
-    return x.sum(dim=(0, 1), dtype=acc).to(torch.float64)
-
-
-def _spike_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(is_binary(x), spike_map(x))`` of ``x`` (N, C, *S); the map is only valid when binary.
-
-    On CPU one numba pass does both and stops at the first non-binary row; on other devices
-    these are two reductions without host synchronisation.
-    """
-    if x.numel() and x.is_contiguous() and _numba_reads(x):
-        rows = x.shape[0] * x.shape[1]
-        per_position = np.zeros(x[0, 0].numel(), dtype=np.float64)
-        binary = _column_sums_if_binary(x.detach().reshape(rows, -1).numpy(), per_position)
-        return torch.tensor(bool(binary)), torch.from_numpy(per_position).reshape(x.shape[2:])
-    return is_binary(x), spike_map(x)
-
-
-def _numba_reads(x: torch.Tensor) -> bool:
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-
-
-# Branch-free inner loops (LLVM vectorises them); the early exits only run between blocks/rows.
-_BLOCK = 4096
-
-
-@numba.njit(cache=True, nogil=True)
-def _all_binary(flat):  # pragma: no cover - compiled
-    n = flat.shape[0]
-    for start in range(0, n, _BLOCK):
-        bad = False
-        for i in range(start, min(start + _BLOCK, n)):
-            v = flat[i]
-            bad |= (v != 0.0) & (v != 1.0)
-        if bad:
-            return False
-    return True
-
-
-@numba.njit(cache=True, nogil=True)
-def _column_sums_if_binary(x, out):  # pragma: no cover - compiled
-    """Adds the column sums of ``x`` (R, P) to ``out`` (P,); False at the first non-binary row."""
-    rows, cols = x.shape
-    for r in range(rows):
-        bad = False
-        for p in range(cols):
-            v = x[r, p]
-            bad |= (v != 0.0) & (v != 1.0)
-            out[p] += v
-        if bad:
-            return False
-    return True
-
-
-def conv_coverage(conv: nn.Module, spatial_shape: tuple[int, ...], device=None) -> torch.Tensor:
-    """For each input position of ``conv``, how many (output position, kernel tap) pairs read it.
-
-    Args:
-        conv: an ``nn.Conv1d/2d/3d`` (its kernel size, stride, padding, dilation, padding mode).
-        spatial_shape: the input's spatial size, e.g. (H, W).
-
-    Returns:
-        float64 tensor of ``spatial_shape`` holding integers: a spike at position ``p`` of any
-        input channel reaches ``coverage[p] * out_channels / groups`` synapses.
-    """
-    conv_fn = (F.conv1d, F.conv2d, F.conv3d)[len(spatial_shape) - 1]
-    # Autograd needs to be on even when counting runs under no_grad or inference_mode.
-    with torch.inference_mode(False), torch.enable_grad():
-        ones = torch.ones((1, 1, *spatial_shape), dtype=torch.float64, device=device, requires_grad=True)
-        kernel = torch.ones((1, 1, *conv.kernel_size), dtype=torch.float64, device=device)
-        if conv.padding_mode == "zeros":
-            out = conv_fn(ones, kernel, None, conv.stride, conv.padding, conv.dilation)
-        else:
-            padded = F.pad(ones, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
-            out = conv_fn(padded, kernel, None, conv.stride, 0, conv.dilation)
-        (coverage,) = torch.autograd.grad(out.sum(), ones)
-    return coverage[0, 0]
-
-
-def pool_coverage_mask(pool: nn.Module, spatial_shape: tuple[int, ...], device=None) -> torch.Tensor:
-    """float64 0/1 tensor of ``spatial_shape``: 1 where some window of the average ``pool`` reads."""
-    with torch.inference_mode(False), torch.enable_grad():
-        ones = torch.ones((1, 1, *spatial_shape), dtype=torch.float64, device=device, requires_grad=True)
-        # .forward, not __call__: no hooks (the counter's own included)
-        (weight,) = torch.autograd.grad(pool.forward(ones).sum(), ones)
-    return (weight > 0).to(torch.float64)
-
-
-def exact_sum(x: torch.Tensor) -> torch.Tensor:
-    """Sum of all of ``x`` as a 0-d float64 tensor, exact for 0/1 inputs of any size."""
-    if x.dtype == torch.float64:
-        return x.sum()
-    if x.numel() < _EXACT_F32:
-        return x.sum(dtype=torch.float32).to(torch.float64)
-    chunks = _flat(x).split(_EXACT_F32 // 2)
-    return torch.stack([chunk.sum(dtype=torch.float32) for chunk in chunks]).to(torch.float64).sum()
-
-
-def conv_sops(spikes: torch.Tensor, conv: nn.Module) -> torch.Tensor:
-    """Exact accumulates of ``conv`` on binary ``spikes`` (N, C_in, *S): 0-d float64 tensor.
-
-    For non-negative integer inputs (event counts) it counts each unit as one spike.
-    """
-    coverage = conv_coverage(conv, tuple(spikes.shape[2:]), spikes.device)
-    return (spike_map(spikes) * coverage).sum() * (conv.out_channels // conv.groups)
-
-
-def linear_sops(spikes: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-    """Exact accumulates of ``linear`` on binary ``spikes`` (..., in_features): 0-d float64."""
-    return exact_sum(spikes) * linear.out_features
-
-
-def conv_macs(conv: nn.Module, output_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one ``conv`` call producing ``output_shape`` (bias adds excluded)."""
-    return math.prod(output_shape) * (conv.in_channels // conv.groups) * math.prod(conv.kernel_size)
-
-
-def linear_macs(linear: nn.Linear, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one ``linear`` call on ``input_shape`` (..., in_features)."""
-    return math.prod(input_shape) * linear.out_features
-
-
-def _flat(x: torch.Tensor) -> torch.Tensor:
-    """All elements of ``x`` as a 1-D tensor, a view whenever the memory is dense."""
-    if x.is_contiguous():
-        return x.view(-1)
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
-        return x.permute(0, 2, 3, 1).reshape(-1)
-    return x.reshape(-1)
-
-
-# ---------------------------------------------------------------------------------------------
-# Report
-
-
-@dataclass(frozen=True)
-class LayerCount:
-    """Counts of one Conv/Linear layer, per sample (one inference over all T steps).
-
-    Attributes:
-        name: qualified module name, as in ``model.named_modules()``.
-        type: module class name.
-        input_kind: ``"spikes"`` (binary input: SOPs), ``"pooled-spikes"`` (a Linear after an
-            average pool of spikes, pool folded in: SOPs), ``"real"`` (MACs) or ``"mixed"``
-            (some calls of each).
-        input_shape: the input of one sample at one step, e.g. (C, H, W) or (in_features,);
-            for ``"pooled-spikes"`` the pool's input (C, H, W), whose spikes are counted.
-        calls: forward calls counted.
-        steps_per_sample: input rows per sample: T when the layer runs on every step, 1 when it
-            ran once on a constant-in-time input.
-        input_firing_rate: spikes per input element over the binary calls; None if none.
-        input_spikes: input spikes per sample over the binary calls; None if none.
-        dense_ops: every synapse of every call once, per sample (the approximation's base).
-        sops: exact accumulates per sample.
-        macs: multiply-accumulates per sample (real-valued calls).
-        approx_sops: ``input_firing_rate * dense_ops`` of the binary calls, per sample.
-        energy_pj: ``E_AC * sops + E_MAC * macs``.
-        approx_energy_pj: ``E_AC * approx_sops + E_MAC * macs``.
-    """
-
-    name: str
-    type: str
-    input_kind: str
-    input_shape: tuple[int, ...]
-    calls: int
-    steps_per_sample: float
-    input_firing_rate: float | None
-    input_spikes: float | None
-    dense_ops: float
-    sops: float
-    macs: float
-    approx_sops: float
-    energy_pj: float
-    approx_energy_pj: float
-
-
-@dataclass(frozen=True)
-class NeuronCount:
-    """Output spikes of one neuron module, per sample (all steps)."""
-
-    name: str
-    type: str
-    output_elements: float
-    output_spikes: float
-    firing_rate: float
-
-
-@dataclass(frozen=True)
-class EnergyReport:
-    """Per-layer counts and energies, per sample, and their totals; serialises to JSON.
-
-    ``timesteps`` is the T the counter was given (None for the ANN teacher).
-    """
-
-    layers: tuple[LayerCount, ...]
-    neurons: tuple[NeuronCount, ...]
-    n_samples: int
-    timesteps: int | None
-    costs: EnergyCosts
-
-    @property
-    def sops(self) -> float:
-        return math.fsum(layer.sops for layer in self.layers)
-
-    @property
-    def macs(self) -> float:
-        return math.fsum(layer.macs for layer in self.layers)
-
-    @property
-    def approx_sops(self) -> float:
-        return math.fsum(layer.approx_sops for layer in self.layers)
-
-    @property
-    def energy_pj(self) -> float:
-        return self.costs.energy_pj(self.sops, self.macs)
-
-    @property
-    def approx_energy_pj(self) -> float:
-        return self.costs.energy_pj(self.approx_sops, self.macs)
-
-    def totals(self) -> dict:
-        """Totals per sample; neuron totals only when neurons were counted."""
-        totals = {
-            "sops": self.sops,
-            "macs": self.macs,
-            "approx_sops": self.approx_sops,
-            "energy_pj": self.energy_pj,
-            "approx_energy_pj": self.approx_energy_pj,
-        }
-        if self.neurons:
-            spikes = math.fsum(n.output_spikes for n in self.neurons)
-            elements = math.fsum(n.output_elements for n in self.neurons)
-            totals["neuron_output_spikes"] = spikes
-            totals["neuron_firing_rate"] = spikes / elements if elements else 0.0
-        return totals
-
-    def with_costs(self, costs: str | EnergyCosts) -> "EnergyReport":
-        """The same counts priced with other energy costs (a preset name or EnergyCosts)."""
-        costs = energy_costs(costs)
-        layers = tuple(
-            replace(
-                layer,
-                energy_pj=costs.energy_pj(layer.sops, layer.macs),
-                approx_energy_pj=costs.energy_pj(layer.approx_sops, layer.macs),
-            )
-            for layer in self.layers
-        )
-        return replace(self, layers=layers, costs=costs)
-
-    def to_dict(self) -> dict:
-        return {
-            "n_samples": self.n_samples,
-            "timesteps": self.timesteps,
-            "costs": asdict(self.costs),
-            "totals": self.totals(),
-            "layers": [asdict(layer) for layer in self.layers],
-            "neurons": [asdict(neuron) for neuron in self.neurons],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "EnergyReport":
-        """Inverse of :meth:`to_dict` (totals are recomputed, not read)."""
-        layers = tuple(
-            LayerCount(**{**layer, "input_shape": tuple(layer["input_shape"])}) for layer in data["layers"]
-        )
-        neurons = tuple(NeuronCount(**neuron) for neuron in data["neurons"])
-        return cls(layers, neurons, data["n_samples"], data["timesteps"], EnergyCosts(**data["costs"]))
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
-    @classmethod
-    def from_json(cls, text: str) -> "EnergyReport":
-        return cls.from_dict(json.loads(text))
-
-
-# ---------------------------------------------------------------------------------------------
-# Hook bookkeeping
-
-
-@dataclass
-class _CallGroup:
-    """Calls of one layer with one input shape and one path (direct or through a pool)."""
-
-    kind: str  # "spikes" (direct) or "pooled-spikes"
-    step_shape: tuple[int, ...]
-    rows: int  # input rows per call (samples x steps in the call)
-    elements: int  # elements of the (spike) input per call
-    dense_macs: int  # MACs of a call counted as real-valued
-    dense_sops: int  # accumulates of a call if every input element were a spike
-    calls: int = 0
-    binary_calls: torch.Tensor | None = None  # 0-d float64 on the input's device
-
-
-@dataclass
-class _LayerTally:
-    name: str
-    module: nn.Module
-    groups: dict = field(default_factory=dict)
-    sums: torch.Tensor | None = None  # float64 (2,): input spikes, SOPs over binary calls
-    coverage: dict = field(default_factory=dict)
-
-    def group(self, key, make: Callable[[], _CallGroup]) -> _CallGroup:
-        group = self.groups.get(key)
-        if group is None:
-            group = self.groups[key] = make()
-        return group
-
-    def add(self, group: _CallGroup, binary: torch.Tensor, spikes: torch.Tensor, sops: torch.Tensor) -> None:
-        group.calls += 1
-        binary = binary.to(spikes.device)
-        if group.binary_calls is None:
-            group.binary_calls = torch.zeros((), dtype=torch.float64, device=spikes.device)
-            if self.sums is None:
-                self.sums = torch.zeros(2, dtype=torch.float64, device=spikes.device)
-        # Out of place, so that counting may switch between no_grad and inference_mode. And
-        # where, not multiply: a non-binary input may hold inf/NaN.
-        group.binary_calls = group.binary_calls + binary
-        self.sums = self.sums + torch.where(binary, torch.stack([spikes, sops]), 0.0)
-
-
-@dataclass
-class _NeuronTally:
-    module: nn.Module
-    spikes: torch.Tensor | None = None  # 0-d float64
-    elements: int = 0
-
-
-@dataclass
-class _PooledSpikes:
-    """What an average pool saw, kept until the Linear that consumes its output asks."""
-
-    storage: torch.UntypedStorage  # held so that the address cannot be reused meanwhile
-    data_ptr: int
-    numel: int
-    version: int | None  # None for inference tensors, which have no version counter
-    values: torch.Tensor | None  # a copy of the output, for inference tensors only
-    input_shape: tuple[int, ...]
-    covered_elements: int
-    binary: torch.Tensor
-    spikes: torch.Tensor
-    covered_spikes: torch.Tensor
-
-
-def _first_tensor(args: tuple, kwargs: dict) -> torch.Tensor | None:
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, torch.Tensor):
-            return value
-        if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
-            return value[0]
-    return None
-
-
-def _neuron_predicate(neurons: NeuronSelector | None) -> Callable[[nn.Module], bool] | None:
-    if neurons is None:
-        return None
-    if isinstance(neurons, type) or (isinstance(neurons, tuple) and all(isinstance(t, type) for t in neurons)):
-        return lambda module: isinstance(module, neurons)
-    if callable(neurons):
-        return neurons
-    raise UserError(
-        f"neurons must be a module class, a tuple of classes or a predicate(module) -> bool, got {neurons!r}"
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# The counter
 
 
 class SynapticOpCounter:
@@ -514,7 +135,7 @@ class SynapticOpCounter:
         self.timesteps = timesteps
         self.pooled_linear = pooled_linear
         self.count_spikes = count_spikes
-        self._is_neuron = _neuron_predicate(neurons)
+        self._is_neuron = neuron_predicate(neurons)
         self._handles: list = []
         self.reset()
 
@@ -522,9 +143,9 @@ class SynapticOpCounter:
 
     def reset(self) -> None:
         """Forget everything counted so far (hooks stay attached)."""
-        self._layers: dict[str, _LayerTally] = {}
-        self._neurons: dict[str, _NeuronTally] = {}
-        self._pooled: dict[int, _PooledSpikes] = {}
+        self._layers: dict[str, LayerTally] = {}
+        self._neurons: dict[str, NeuronTally] = {}
+        self._pooled: dict[int, PooledSpikes] = {}
         self._pool_masks: dict = {}
         self.samples_seen = 0
         self._unreadable_input: tuple[int, ...] | None = None
@@ -560,7 +181,7 @@ class SynapticOpCounter:
 
     def _on_model_call(self, module, args, kwargs) -> None:
         self._pooled.clear()
-        x = _first_tensor(args, kwargs)
+        x = first_tensor(args, kwargs)
         if self.timesteps is None or x is None:
             return
         if x.dim() >= 2 and x.shape[0] == self.timesteps:
@@ -568,10 +189,10 @@ class SynapticOpCounter:
         else:
             self._unreadable_input = tuple(x.shape)
 
-    def _tally(self, name: str, module: nn.Module) -> _LayerTally:
+    def _tally(self, name: str, module: nn.Module) -> LayerTally:
         tally = self._layers.get(name)
         if tally is None:
-            tally = self._layers[name] = _LayerTally(name, module)
+            tally = self._layers[name] = LayerTally(name, module)
         return tally
 
     def _conv_hook(self, name: str, conv: nn.Module):
@@ -584,7 +205,7 @@ class SynapticOpCounter:
                 macs = conv_macs(conv, tuple(output.shape))
                 group = tally.group(
                     ("spikes", tuple(x.shape)),
-                    lambda: _CallGroup("spikes", tuple(x.shape[1:]), x.shape[0], x.numel(), macs, macs),
+                    lambda: CallGroup("spikes", tuple(x.shape[1:]), x.shape[0], x.numel(), macs, macs),
                 )
                 if not self.count_spikes:
                     group.calls += 1
@@ -593,7 +214,7 @@ class SynapticOpCounter:
                 coverage = tally.coverage.get((spatial, x.device))
                 if coverage is None:
                     coverage = tally.coverage[(spatial, x.device)] = conv_coverage(conv, spatial, x.device)
-                binary, per_position = _spike_stats(x)
+                binary, per_position = spike_stats(x)
                 sops = (per_position * coverage).sum() * (conv.out_channels // conv.groups)
                 tally.add(group, binary, per_position.sum(), sops)
 
@@ -610,7 +231,7 @@ class SynapticOpCounter:
                 if pooled is None:
                     group = tally.group(
                         ("spikes", tuple(x.shape)),
-                        lambda: _CallGroup("spikes", (linear.in_features,), rows, x.numel(), macs, macs),
+                        lambda: CallGroup("spikes", (linear.in_features,), rows, x.numel(), macs, macs),
                     )
                     if not self.count_spikes:
                         group.calls += 1
@@ -620,7 +241,7 @@ class SynapticOpCounter:
                     return
                 group = tally.group(
                     ("pooled-spikes", pooled.input_shape, tuple(x.shape)),
-                    lambda: _CallGroup(
+                    lambda: CallGroup(
                         "pooled-spikes", pooled.input_shape[1:], rows, math.prod(pooled.input_shape),
                         macs, pooled.covered_elements * linear.out_features,
                     ),
@@ -641,8 +262,8 @@ class SynapticOpCounter:
                 mask = pool_coverage_mask(module, spatial, x.device)
                 self._pool_masks[key] = (mask, int(mask.sum().item()))
             mask, covered_positions = self._pool_masks[key]
-            binary, per_position = _spike_stats(x)
-            self._pooled[output.data_ptr()] = _PooledSpikes(
+            binary, per_position = spike_stats(x)
+            self._pooled[output.data_ptr()] = PooledSpikes(
                 storage=output.untyped_storage(),
                 data_ptr=output.data_ptr(),
                 numel=output.numel(),
@@ -655,7 +276,7 @@ class SynapticOpCounter:
                 covered_spikes=(per_position * mask).sum(),
             )
 
-    def _pooled_source(self, x: torch.Tensor) -> _PooledSpikes | None:
+    def _pooled_source(self, x: torch.Tensor) -> PooledSpikes | None:
         """The pool record whose output ``x`` is (or views), if ``x`` is unchanged since."""
         if self.pooled_linear != "fold" or not self._pooled:
             return None
@@ -678,7 +299,7 @@ class SynapticOpCounter:
             with torch.no_grad():
                 tally = self._neurons.get(name)
                 if tally is None:
-                    tally = self._neurons[name] = _NeuronTally(module)
+                    tally = self._neurons[name] = NeuronTally(module)
                 total = exact_sum(spikes)
                 tally.spikes = total if tally.spikes is None else tally.spikes + total
                 tally.elements += spikes.numel()
@@ -722,7 +343,7 @@ class SynapticOpCounter:
         return self.samples_seen
 
     @staticmethod
-    def _layer_count(tally: _LayerTally, n: int, costs: EnergyCosts) -> LayerCount:
+    def _layer_count(tally: LayerTally, n: int, costs: EnergyCosts) -> LayerCount:
         groups = list(tally.groups.values())
         binary = [0.0 if g.binary_calls is None else g.binary_calls.item() for g in groups]
         calls = sum(g.calls for g in groups)

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ckdsnn_events.energy.counting import EnergyReport, SynapticOpCounter, count_ann_macs
+from ckdsnn_events.energy.counting import SynapticOpCounter, count_ann_macs
 from ckdsnn_events.energy.presets import EnergyCosts
+from ckdsnn_events.energy.report_types import EnergyReport
 
 
 @torch.no_grad()
