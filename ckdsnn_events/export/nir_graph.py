@@ -149,7 +149,7 @@ def _pool_area(name: str, pool: nn.AvgPool2d) -> int:
 
 
 def _shapes(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, tuple[tuple, tuple]]:
-    """(input shape, output shape) of every module, from one forward pass of a zero sample (T = 2)."""
+    """(input shape, output shape) of every module, from one forward pass of one zero sample, T = 1."""
     shapes: dict[str, tuple[tuple, tuple]] = {}
     handles = []
     for name, module in model.named_modules():
@@ -159,7 +159,7 @@ def _shapes(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, tu
         handles.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            model(torch.zeros(2, 1, *input_shape))
+            model(torch.zeros(1, 1, *input_shape))
     finally:
         for h in handles:
             h.remove()
