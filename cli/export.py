@@ -14,9 +14,12 @@ import click
 @click.option("--dt", default=None, type=float,
               help="Simulation time step in seconds; sets the LIF time constants (tau = dt / (1 - decay)). "
                    "Default: 0.001, Norse's from_nir default.")
-@click.option("--verify-samples", default=2, show_default=True, type=click.IntRange(min=0),
+@click.option("--verify-samples", default=1, show_default=True, type=click.IntRange(min=0),
               help="Random inputs on which the written file is run and compared with the model (0: skip).")
-def export(checkpoint, form, out, overwrite, dt, verify_samples) -> None:
+@click.option("--pool", default="sum", show_default=True, type=click.Choice(["sum", "avg"]),
+              help="Average pools as SumPool2d with 1/k^2 folded into the next weights (Norse, Lava, Sinabs, "
+                   "SpiNNaker2, Spyx) or as AvgPool2d (snnTorch, which has no SumPool2d).")
+def export(checkpoint, form, out, overwrite, dt, verify_samples, pool) -> None:
     """Export a trained student to a NIR graph (BN folded, LIF as nir.LIF, residuals as summed edges).
 
     Layers NIR cannot express (a ReLU last block, a projector head, a subtractive reset, ...) stop
@@ -25,7 +28,7 @@ def export(checkpoint, form, out, overwrite, dt, verify_samples) -> None:
     """
     from ckdsnn_events.pipelines.export import run_export
 
-    result = run_export(checkpoint, out, form, dt, overwrite, verify_samples)
+    result = run_export(checkpoint, out, form, dt, overwrite, verify_samples, pool=pool)
     click.echo(f"wrote {result['path']}: {result['nodes']} nodes, {result['edges']} edges, dt = {result['dt']} s "
                f"({result['seconds']:.2f} s)")
     check = result["check"]

@@ -61,7 +61,7 @@ def _check_out(out: str | os.PathLike, overwrite: bool) -> Path:
 
 
 def run_export(checkpoint: str | os.PathLike, out: str | os.PathLike, form: str = "nir", dt: float | None = None,
-               overwrite: bool = False, verify_samples: int = 2, seed: int = 0) -> dict:
+               overwrite: bool = False, verify_samples: int = 1, seed: int = 0, pool: str = "sum") -> dict:
     """Export a student checkpoint; return what was written and the round-trip figures.
 
     Args:
@@ -72,6 +72,7 @@ def run_export(checkpoint: str | os.PathLike, out: str | os.PathLike, form: str 
         overwrite: replace an existing ``out``.
         verify_samples: random samples for the round-trip check (0: skip it).
         seed: seed of those samples.
+        pool: "sum" (SumPool2d) or "avg" (AvgPool2d, for snnTorch); see :func:`~ckdsnn_events.export.student_to_nir`.
 
     Returns:
         ``{"path", "nodes", "edges", "dt", "seconds" (build + write), "check": compare_with_model's
@@ -86,6 +87,10 @@ def run_export(checkpoint: str | os.PathLike, out: str | os.PathLike, form: str 
     from ckdsnn_events.export import DEFAULT_DT, compare_with_model, student_to_nir
     from ckdsnn_events.export.neuron_map import check_dt
 
+    from ckdsnn_events.export.nir_graph import POOLS
+
+    if pool not in POOLS:
+        raise UserError(f"unknown --pool {pool!r}; choose one of: {', '.join(POOLS)}.")
     if form not in FORMATS:
         raise UserError(f"unknown --format {form!r}; choose one of: {', '.join(FORMATS)}.")
     dt = check_dt(DEFAULT_DT if dt is None else dt)
@@ -93,7 +98,8 @@ def run_export(checkpoint: str | os.PathLike, out: str | os.PathLike, form: str 
     payload, model, input_shape = load_student(checkpoint)
     started = time.perf_counter()
     timesteps = int((payload.get("dataset") or {}).get("timesteps") or 1)
-    graph = student_to_nir(model, input_shape, dt, metadata={"timesteps": timesteps, "num_classes": payload["num_classes"]})
+    graph = student_to_nir(model, input_shape, dt, metadata={"timesteps": timesteps, "num_classes": payload["num_classes"]},
+                           pool=pool)
     result = {"path": str(out), "nodes": len(graph.nodes), "edges": len(graph.edges), "dt": dt, "check": None}
     with atomic_path(out) as tmp:
         nir.write(tmp, graph)

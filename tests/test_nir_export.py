@@ -315,3 +315,21 @@ def test_export_bad_input_is_one_error_and_writes_nothing(tmp_path, case):
     assert_user_error(cli("export", "--checkpoint", ckpt, "--out", out, *extra), *fragments)
     if before is not None:
         assert sorted(os.listdir(out.parent)) == before
+
+
+def test_avg_pool_form_for_snntorch_round_trips():
+    model = student()
+    block = model.layer2[0]
+    conv, bn = block.downsample
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=False)
+    new.weight.data.copy_(conv.weight)
+    block.downsample = nn.Sequential(nn.AvgPool2d(2), new, bn)
+    graph = student_to_nir(model, (2, 16, 16), DT, pool="avg")
+    types = {name: type(node).__name__ for name, node in graph.nodes.items()}
+    assert types["avgpool"] == "AvgPool2d" and types["layer2.0.downsample.0"] == "AvgPool2d"
+    assert "SumPool2d" not in types.values()
+    np.testing.assert_array_equal(graph.nodes["fc"].weight, model.fc.weight.detach().numpy())
+    check = compare_with_model(model, graph, inputs(), DT)
+    assert check["fraction"] < 1e-4 and check["max_logit_diff"] < 1e-4, check
+    with pytest.raises(UserError, match="--pool"):
+        student_to_nir(model, (2, 16, 16), DT, pool="max")

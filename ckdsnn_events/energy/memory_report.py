@@ -64,7 +64,9 @@ def _nj(pj: float) -> str:
 def _rate(value) -> str:
     if value is None:
         return "- (no teacher or no spikes)"
-    return "never (its fixed costs alone exceed the teacher's)" if value == 0 else f"{value:.4f}"
+    if value == 0:
+        return "never (its fixed costs alone exceed the teacher's)"
+    return f"{value:.4f}" + (" (above 1: the student spends less at any firing rate)" if value > 1 else "")
 
 
 def _table(title: str, data: dict) -> list[str]:

@@ -17,6 +17,7 @@ The graph, for one sample and one time step (NIR shapes carry no batch or time d
   ``Affine`` after it (exact: both are linear), so no ``Scale`` node is needed, which Norse's
   ``from_nir`` would skip without a word. An ``nn.AvgPool2d`` inside a shortcut (avgpool
   downsample) becomes a ``SumPool2d`` with its ``1 / k^2`` folded into the convolution after it.
+  ``pool="avg"`` writes ``AvgPool2d`` nodes instead (weights as trained), for snnTorch.
 * Neurons: :mod:`.neuron_map` (our ``decay``/threshold/reset and ``dt`` -> ``tau``, ``r``, ...).
 * The output node carries the classifier's output at every step; our logits are its mean over the
   T steps (``graph.metadata["readout"]``).
@@ -44,7 +45,9 @@ from ckdsnn_events.export.neuron_map import DEFAULT_DT, check_dt, neuron_node
 from ckdsnn_events.models.neurons import LIF
 from ckdsnn_events.models.spiking_resnet import SpikingBasicBlock, SpikingResNet
 
-__all__ = ["student_to_nir"]
+__all__ = ["POOLS", "student_to_nir"]
+
+POOLS = ("sum", "avg")
 
 # what to tell the user for module types that have no NIR counterpart
 _HINTS = {
@@ -64,8 +67,8 @@ def _refuse(name: str, module: nn.Module, why: Optional[str] = None) -> UserErro
 class _Builder:
     """Nodes and edges of the graph, and the names of the modules already turned into nodes."""
 
-    def __init__(self, model: SpikingResNet, shapes: dict, dt: float):
-        self.model, self.shapes, self.dt = model, shapes, dt
+    def __init__(self, model: SpikingResNet, shapes: dict, dt: float, pool: str):
+        self.model, self.shapes, self.dt, self.pool = model, shapes, dt, pool
         self.nodes: dict[str, nir.NIRNode] = {}
         self.edges: list[tuple[str, str]] = []
         self.used: set[str] = set()
@@ -116,7 +119,8 @@ class _Builder:
         while i < len(layers):
             child, module = f"{name}.{layers[i][0]}", layers[i][1]
             if type(module) is nn.AvgPool2d:
-                source, scale = self.sum_pool(child, module, source), scale / _pool_area(child, module)
+                source = self.sum_pool(child, module, source)
+                scale = scale / _pool_area(module) if self.pool == "sum" else scale
                 i += 1
             elif type(module) is nn.Conv2d:
                 bn = layers[i + 1] if i + 1 < len(layers) and isinstance(layers[i + 1][1], nn.BatchNorm2d) else None
@@ -135,15 +139,16 @@ class _Builder:
         self.used.add(name)
         kernel = _pair(pool.kernel_size)
         stride = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
-        return self.add(name, nir.SumPool2d(kernel_size=np.array(kernel), stride=np.array(stride),
-                                            padding=np.array((0, 0))), (source,))
+        node = nir.SumPool2d if self.pool == "sum" else nir.AvgPool2d
+        return self.add(name, node(kernel_size=np.array(kernel), stride=np.array(stride), padding=np.array((0, 0))),
+                        (source,))
 
 
 def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
-def _pool_area(name: str, pool: nn.AvgPool2d) -> int:
+def _pool_area(pool: nn.AvgPool2d) -> int:
     kh, kw = _pair(pool.kernel_size)
     return kh * kw
 
@@ -167,7 +172,7 @@ def _shapes(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, tu
 
 
 def student_to_nir(model: nn.Module, input_shape: tuple[int, int, int], dt: float = DEFAULT_DT,
-                   metadata: Optional[dict] = None) -> nir.NIRGraph:
+                   metadata: Optional[dict] = None, pool: str = "sum") -> nir.NIRGraph:
     """The NIR graph of a spiking ResNet student (see the module docstring for its layout).
 
     Args:
@@ -176,6 +181,9 @@ def student_to_nir(model: nn.Module, input_shape: tuple[int, int, int], dt: floa
         input_shape: (C, H, W) of one input frame.
         dt: simulation time step in seconds (it sets the LIF time constants, see :mod:`.neuron_map`).
         metadata: extra entries for ``graph.metadata`` (numbers and strings).
+        pool: ``"sum"`` (``SumPool2d``, its ``1/k^2`` folded into the next layer's weights: read by
+            Norse, Lava, Sinabs, SpiNNaker2, Spyx) or ``"avg"`` (``AvgPool2d``, weights as trained:
+            read by snnTorch, which has no SumPool2d).
 
     Returns:
         the type-checked ``nir.NIRGraph``; nodes are named after our modules (``"layer1.0.lif1"``).
@@ -184,10 +192,12 @@ def student_to_nir(model: nn.Module, input_shape: tuple[int, int, int], dt: floa
         UserError: naming the first layer NIR cannot express, and what to change.
     """
     dt = check_dt(dt)
+    if pool not in POOLS:
+        raise UserError(f"unknown --pool {pool!r}; choose one of: {', '.join(POOLS)}.")
     if type(model) is not SpikingResNet:
         raise _refuse("(model)", model, "only SpikingResNet students are exported; teachers are ANNs, not SNNs")
     model = model.eval()
-    b = _Builder(model, _shapes(model, tuple(input_shape)), dt)
+    b = _Builder(model, _shapes(model, tuple(input_shape)), dt, pool)
     b.used.update({"", *model.stage_names})
     b.add("input", nir.Input(input_type=np.array(input_shape)), ())
     source = b.neuron("lif", model.lif, (b.conv("conv1", model.conv1, model.bn1, "bn1", "input"),))
@@ -208,14 +218,14 @@ def student_to_nir(model: nn.Module, input_shape: tuple[int, int, int], dt: floa
         raise _refuse("avgpool", pool, "only a global average pool (AdaptiveAvgPool2d(1)) before fc is exported")
     channels, h, w = b.shapes["avgpool"][0][-3:]
     b.used.update({"avgpool", "fc"})
-    b.add("avgpool", nir.SumPool2d(kernel_size=np.array((h, w)), stride=np.array((h, w)),
-                                   padding=np.array((0, 0))), (source,))
+    node = nir.SumPool2d if pool == "sum" else nir.AvgPool2d
+    b.add("avgpool", node(kernel_size=np.array((h, w)), stride=np.array((h, w)), padding=np.array((0, 0))), (source,))
     b.add("flatten", nir.Flatten(input_type={"input": np.array((channels, 1, 1))}, start_dim=0, end_dim=-1),
           ("avgpool",))
     fc = model.fc
     if type(fc) is not nn.Linear:
         raise _refuse("fc", fc, "the classifier must be one nn.Linear")
-    weight = (fc.weight.detach().double() / (h * w)).float().numpy()
+    weight = (fc.weight.detach().double() / (h * w if pool == "sum" else 1)).float().numpy()
     bias = (fc.bias.detach() if fc.bias is not None else torch.zeros(fc.out_features)).float().numpy()
     b.add("fc", nir.Affine(weight=weight, bias=bias), ("flatten",))
     b.add("output", nir.Output(output_type=np.array((fc.out_features,))), ("fc",))

@@ -36,6 +36,9 @@ def _apply(node: nir.NIRNode, x: torch.Tensor) -> torch.Tensor:
     if isinstance(node, nir.SumPool2d):
         return F.avg_pool2d(x, tuple(int(k) for k in node.kernel_size), tuple(int(s) for s in node.stride),
                             tuple(int(p) for p in node.padding), divisor_override=1)
+    if isinstance(node, nir.AvgPool2d):
+        return F.avg_pool2d(x, tuple(int(k) for k in node.kernel_size), tuple(int(s) for s in node.stride),
+                            tuple(int(p) for p in node.padding))
     if isinstance(node, nir.Flatten):  # NIR dims exclude the batch
         end = node.end_dim if node.end_dim < 0 else node.end_dim + 1
         return x.flatten(node.start_dim + 1, end)
