@@ -59,7 +59,8 @@ _HINTS = {
 
 
 def _refuse(name: str, module: nn.Module, why: Optional[str] = None) -> UserError:
-    hint = why or next((h for t, h in _HINTS.items() if isinstance(module, t)), None)
+    # a container (e.g. a projector head as nn.Sequential) takes the hint of the first layer inside it
+    hint = why or next((h for m in module.modules() for t, h in _HINTS.items() if isinstance(m, t)), None)
     hint = hint or "the NIR exporter does not know this layer type; export a SpikingResNet student"
     return UserError(f"cannot export layer '{name}' ({type(module).__name__}) to NIR: {hint}.")
 
