@@ -214,9 +214,9 @@ def student_to_nir(model: nn.Module, input_shape: tuple[int, int, int], dt: floa
             out = b.conv(f"{prefix}.conv2", block.conv2, block.bn2, f"{prefix}.bn2", out)
             residual = source if block.downsample is None else b.shortcut(prefix, block, source)
             source = b.neuron(f"{prefix}.lif2", block.lif2, (out, residual))
-    pool = model.avgpool
-    if type(pool) is not nn.AdaptiveAvgPool2d or _pair(pool.output_size) != (1, 1):
-        raise _refuse("avgpool", pool, "only a global average pool (AdaptiveAvgPool2d(1)) before fc is exported")
+    gap = model.avgpool
+    if type(gap) is not nn.AdaptiveAvgPool2d or _pair(gap.output_size) != (1, 1):
+        raise _refuse("avgpool", gap, "only a global average pool (AdaptiveAvgPool2d(1)) before fc is exported")
     channels, h, w = b.shapes["avgpool"][0][-3:]
     b.used.update({"avgpool", "fc"})
     node = nir.SumPool2d if pool == "sum" else nir.AvgPool2d
