@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from ckdsnn_events import __version__
-from ckdsnn_events.cli import data, demo, models, reports, train
+from ckdsnn_events.cli import data, demo, export, models, reports, train
 from ckdsnn_events.errors import UserError
 
 
@@ -54,3 +54,4 @@ main.add_command(reports.energy)
 main.add_command(reports.saliency)
 main.add_command(demo.demo)
 main.add_command(models.models)
+main.add_command(export.export)

@@ -29,8 +29,16 @@ from ckdsnn_events.errors import UserError
 @click.option("--batch-size", default=None, type=click.IntRange(min=1))
 @click.option("--workers", default=None, type=click.IntRange(min=0))
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="Output folder (default: the run directory).")
+@click.option("--energy-model", default="all", show_default=True,
+              help="ops (E_AC x SOPs + E_MAC x MACs), memory (Lemaire et al. 2022: + weight, membrane and event "
+                   "memory traffic and addressing), or all (both, side by side).")
+@click.option("--memory-preset", default="lemaire-int32", show_default=True,
+              help="Constants of the memory model: lemaire-int32, lemaire-fp32, lemaire-int8 (sources in the report).")
+@click.option("--memory-set", multiple=True, metavar="KEY=VALUE",
+              help="Change one memory-model constant, e.g. --memory-set sram_8k_pj=5 (keys: e_add_pj, e_mul_pj, "
+                   "sram_8k_pj, sram_32k_pj, sram_1m_pj, word_bytes).")
 def energy(checkpoint, run_dir, latest, runs_root, teacher, root, split, preset, e_ac_pj, e_mac_pj, limit, batch_size,
-           workers, out) -> None:
+           workers, out, energy_model, memory_preset, memory_set) -> None:
     """Energy report of a trained student from the spikes it fires on the test set.
 
     Counts, per layer, input spikes, firing rates and exact synaptic operations (SOPs), MACs of
@@ -51,7 +59,8 @@ def energy(checkpoint, run_dir, latest, runs_root, teacher, root, split, preset,
         checkpoint = str(find_latest_student(runs_root))
         click.echo(f"latest student run: {checkpoint}")
 
-    result = run_energy(checkpoint, teacher, root, split, preset, e_ac_pj, e_mac_pj, batch_size, workers, limit, out)
+    result = run_energy(checkpoint, teacher, root, split, preset, e_ac_pj, e_mac_pj, batch_size, workers, limit, out,
+                        energy_model=energy_model, memory_preset=memory_preset, memory_set=tuple(memory_set))
     totals = result["student"]["report"]["totals"]
     click.echo(f"student: accuracy {100 * result['student']['accuracy']:.2f}%, {totals['sops'] / 1e6:.3g} M SOPs + "
                f"{totals['macs'] / 1e6:.3g} M MACs = {totals['energy_pj'] / 1e6:.4g} uJ per sample "
@@ -62,6 +71,8 @@ def energy(checkpoint, run_dir, latest, runs_root, teacher, root, split, preset,
         click.echo(f"teacher: {acc}, {t['report']['totals']['macs'] / 1e6:.3g} M MACs = "
                    f"{t['report']['totals']['energy_pj'] / 1e6:.4g} uJ per sample; ANN/SNN energy "
                    f"{result['ann_to_snn_energy']:.2f}x")
+    for name, rate in result["energy_models"]["break_even"].items():
+        click.echo(f"break-even firing rate ({name} model): " + ("-" if rate is None else f"{rate:.4f}"))
     click.echo("report: " + ", ".join(result["paths"].values()))
 
 

@@ -66,7 +66,8 @@ def _teacher_for(config, info, teacher: str | None):
 def run_energy(checkpoint: str | os.PathLike, teacher: str | None = None, root: str | None = None,
                split: str = "test", preset: str = "45nm-fp32", e_ac_pj: float | None = None,
                e_mac_pj: float | None = None, batch_size: int | None = None, workers: int | None = None,
-               limit: int | None = None, out_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
+               limit: int | None = None, out_dir: str | os.PathLike | None = None, progress: bool = True,
+               energy_model: str = "all", memory_preset: str = "lemaire-int32", memory_set: tuple = ()) -> dict:
     """Count a student's spikes/SOPs on ``split``, compare with its ANN teacher, write the report.
 
     Args:
@@ -76,6 +77,8 @@ def run_energy(checkpoint: str | os.PathLike, teacher: str | None = None, root: 
         preset, e_ac_pj, e_mac_pj: energy costs (a preset, optionally with custom values).
         limit: count on at most this many samples (default: the whole split).
         out_dir: where to write (default: the checkpoint's run directory).
+        energy_model: "ops", "memory" or "all" (see :mod:`ckdsnn_events.energy.memory_report`).
+        memory_preset, memory_set: constants of the memory-aware model (a preset and KEY=VALUE changes).
 
     Returns:
         the summary dict (as in energy.json) plus ``paths``.
@@ -86,7 +89,12 @@ def run_energy(checkpoint: str | os.PathLike, teacher: str | None = None, root: 
     from ckdsnn_events.models import LIF
     from ckdsnn_events.pipelines.train import load_trained, pick_split
 
+    from ckdsnn_events.energy.memory import memory_costs
+    from ckdsnn_events.energy.memory_report import check_energy_model, energy_models_summary
+
     costs = energy_costs(preset, e_ac_pj=e_ac_pj, e_mac_pj=e_mac_pj)
+    check_energy_model(energy_model)
+    mem_costs = memory_costs(memory_preset, memory_set)  # bad constants fail before any counting
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}.")
     payload, config, student, loaders, info = load_trained(
@@ -108,6 +116,8 @@ def run_energy(checkpoint: str | os.PathLike, teacher: str | None = None, root: 
             "teacher_checkpoint": teacher_path, "teacher_trained": trained, "input_shape": list(input_shape),
             "timesteps": info.timesteps, "encoder": info.encoder, "classes": list(info.classes)}
     summary = energy_summary(report, student_eval, teacher_report, teacher_eval, meta)
+    summary["energy_models"] = energy_models_summary(energy_model, report, student, teacher_report, teacher_model,
+                                                     mem_costs)  # from the counts above, no second pass
     paths = {name: out_dir / f"energy.{name}" for name in ("json", "md", "png")}
     with atomic_path(paths["json"]) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))

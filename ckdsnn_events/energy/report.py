@@ -195,6 +195,10 @@ def render_markdown(summary: dict) -> str:
         "additions, neuron updates. The teacher's MACs are counted from the model for one input of the same size.",
         "",
     ]
+    if summary.get("energy_models"):  # break-even rates and the memory-aware model (energy/memory_report.py)
+        from ckdsnn_events.energy.memory_report import render_models_markdown
+
+        lines.append(render_models_markdown(summary["energy_models"], costs))
     return "\n".join(lines)
 
 
@@ -211,7 +215,11 @@ def plot_energy(summary: dict, path: str | Path) -> None:
     exact = [layer["energy_pj"] / 1e3 for layer in layers]
     approx = [layer["approx_energy_pj"] / 1e3 for layer in layers]
     x = range(len(names))
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, 0.45 * len(names) + 2), 7), sharex=True)
+    models = summary.get("energy_models") or {}
+    fig = plt.figure(figsize=(max(8, 0.45 * len(names) + 2), 11 if models.get("memory") else 7))
+    grid = fig.add_gridspec(3 if models.get("memory") else 2, 1)
+    top = fig.add_subplot(grid[0])
+    bottom = fig.add_subplot(grid[1], sharex=top)
     top.bar(x, rates, color="tab:blue")
     top.set_ylabel("input firing rate")
     top.set_title("Per-layer input firing rate and energy per sample "
@@ -225,12 +233,17 @@ def plot_energy(summary: dict, path: str | Path) -> None:
     bottom.legend(fontsize=8)
     bottom.set_xticks(list(x))
     bottom.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+    top.tick_params(labelbottom=False)
     teacher = summary.get("teacher")
     if teacher is not None:
         t = teacher["report"]["totals"]["energy_pj"] / 1e3
         s = summary["student"]["report"]["totals"]["energy_pj"] / 1e3
         bottom.text(0.99, 0.97, f"total: SNN {s:.3g} nJ, ANN {t:.3g} nJ", transform=bottom.transAxes,
                     ha="right", va="top", fontsize=8)
+    if models.get("memory"):
+        from ckdsnn_events.energy.memory_report import plot_energy_share
+
+        plot_energy_share(fig.add_subplot(grid[2]), models)
     fig.tight_layout()
     fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
