@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
 from ckdsnn_events.atomic import atomic_path
-from ckdsnn_events.checkpoints import load_checkpoint, load_model_state
+from ckdsnn_events.checkpoints import load_checkpoint
 from ckdsnn_events.config import from_dict
 from ckdsnn_events.distill.config import RunConfig
+from ckdsnn_events.distill.runs import model_from_checkpoint
 from ckdsnn_events.errors import UserError
 
 FORMATS = ("nir",)
@@ -31,17 +31,13 @@ MAX_LOGIT_DIFF = 1e-4
 
 def load_student(checkpoint: str | os.PathLike, option: str = "--checkpoint"):
     """``(payload, model in eval mode, input shape (C, H, W))`` of a student checkpoint, on the CPU."""
-    from ckdsnn_events.distill.trainer import make_model
-
     payload = load_checkpoint(checkpoint, option=option)
     if payload.get("kind") != "student":
         raise UserError(f"{option} '{checkpoint}' holds a {payload.get('kind')} model (an ANN); only spiking "
                         "students export to NIR. Give the best.pt of a `ckd-events distill` run.")
     config = from_dict(RunConfig, payload.get("config") or {})
-    config = replace(config, model=replace(config.model, student_width=payload.get("width")))
     info = SimpleNamespace(num_classes=payload["num_classes"], in_channels=payload["in_channels"])
-    model = make_model("student", config, info)
-    load_model_state(model, payload["model"], checkpoint, option)
+    _, model = model_from_checkpoint(payload, config, info, checkpoint, option)
     size = (payload.get("dataset") or {}).get("input_size")
     if not size:
         raise UserError(f"{option} '{checkpoint}' records no input size; re-save it with this version.")
