@@ -172,6 +172,12 @@ def layer_geometry(model: nn.Module, report: EnergyReport) -> dict[str, Geometry
             out[layer.name] = Geometry(module.weight.numel(), module.in_features, module.out_features,
                                        module.out_features, False)
             continue
+        if getattr(module, "synaptic_matmul", False):
+            # a @ b of two activations (attention): no stored weights; each accumulate reads an element
+            # of the other operand, taken here as a buffer of a's size, and the product is of that size
+            # too (exact for the square q k^T of one head, an approximation for (q k^T) v)
+            out[layer.name] = Geometry(n_in, n_in, n_in, 0, False)
+            continue
         spatial = layer.input_shape[1:]
         sizes = [_conv_out(n, k, s, p, d) for n, k, s, p, d in zip(spatial, module.kernel_size, module.stride,
                                                                        _padding(module), module.dilation)]
