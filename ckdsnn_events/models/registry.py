@@ -123,6 +123,7 @@ def build_student(
     in_channels: int = 3,
     width: Optional[int] = None,
     neuron: Union[LIFParameters, Mapping] = LIFParameters(),
+    neuron_backend: str = "fused",
 ) -> nn.Module:
     """A spiking student: (T, B, C, H, W) -> logits (B, K); see :class:`.spiking_resnet.SpikingResNet`.
 
@@ -130,9 +131,12 @@ def build_student(
         name: one of :data:`STUDENTS`.
         num_classes, in_channels, width: as for :func:`build_teacher`.
         neuron: parameters of every LIF layer (or their ``dataclasses.asdict``).
+        neuron_backend: "fused" or "norse", the code that runs the neurons (:mod:`.backends`).
     """
+    from ckdsnn_events.models.backends import check_backend, use_neuron_backend
     from ckdsnn_events.models.spiking_resnet import SpikingResNet
 
     spec = get_arch(name, "student", STUDENTS)
     _check_common(num_classes, in_channels, width)
-    return SpikingResNet(spec, num_classes, in_channels, width, _neuron(neuron))
+    check_backend(neuron_backend)
+    return use_neuron_backend(SpikingResNet(spec, num_classes, in_channels, width, _neuron(neuron)), neuron_backend)
