@@ -143,9 +143,13 @@ def _lif_forward(
     spikes = torch.empty((steps, n), dtype=x.dtype, device=x.device)
     if _numba_ok(rows) and spikes.dtype == dtype:
         scalar = rows.numpy().dtype.type
-        _lif_forward_kernel(rows.numpy(), v.numpy(), u.numpy(), spikes.numpy(),
-                            scalar(params.decay), scalar(params.v_th), scalar(params.v_reset),
-                            params.reset == "subtract", keep_membranes)
+        args = (rows.numpy(), v.numpy(), u.numpy(), spikes.numpy(), scalar(params.decay), scalar(params.v_th),
+                scalar(params.v_reset), params.reset == "subtract", keep_membranes)
+        # one block: run it on this thread (waking numba's thread pool costs more than the work)
+        if n <= _BLOCK:
+            _lif_forward_block(*args, 0, n)
+        else:
+            _lif_forward_kernel(*args)
     else:
         _lif_forward_torch(rows, v, u if keep_membranes else None, spikes, params)
     return spikes.view(steps, *shape), v.view(shape), (u if keep_membranes else None)
@@ -180,9 +184,13 @@ class _FusedLIF(torch.autograd.Function):
         if _numba_ok(u):
             scalar = u.numpy().dtype.type
             kind, c1, c2 = _surrogate_constants(params)
-            _lif_backward_kernel(_SURROGATE_KERNELS[kind], u.numpy(), g_s.numpy(), g_v.numpy(), g_x.numpy(),
-                                 scalar(params.decay), scalar(params.v_th), scalar(params.v_reset),
-                                 scalar(c1), scalar(c2), params.reset == "subtract", params.detach_reset)
+            args = (_SURROGATE_KERNELS[kind], u.numpy(), g_s.numpy(), g_v.numpy(), g_x.numpy(),
+                    scalar(params.decay), scalar(params.v_th), scalar(params.v_reset), scalar(c1), scalar(c2),
+                    params.reset == "subtract", params.detach_reset)
+            if n <= _BLOCK:  # as in the forward
+                _lif_backward_block(*args, 0, n)
+            else:
+                _lif_backward_kernel(*args)
         else:
             _lif_backward_torch(u, g_s, g_v, g_x, params)
         g_x = g_x.view(ctx.shape).to(ctx.x_dtype)
