@@ -273,3 +273,51 @@ def test_matches_spikingjelly(neuron, decay, reset, detach, surrogate, a):
             torch.testing.assert_close(layer.sequence(x[: t + 1].detach())[1], node.v_seq[t].detach(),
                                        rtol=1e-12, atol=1e-12)
     assert 0.05 < sj_spikes.mean() < 0.95 and sj_grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Config keys: model.neuron_backend, neuron, surrogate, surrogate_alpha, detach_reset
+
+
+def test_model_config_neuron_options():
+    from ckdsnn_events.config import from_dict
+    from ckdsnn_events.distill.config import ModelConfig, RunConfig
+    from ckdsnn_events.models import neuron_options
+
+    model = from_dict(ModelConfig, {"decay": 0.25, "surrogate": "sigmoid", "surrogate_alpha": 3.0,
+                                    "detach_reset": True, "reset": "subtract", "neuron_backend": "norse"})
+    params, backend = neuron_options(model)
+    assert backend == "norse" and params == LIFParameters(decay=0.25, surrogate="sigmoid", surrogate_alpha=3.0,
+                                                          detach_reset=True, reset="subtract")
+    assert neuron_options(ModelConfig(neuron="if"))[0].decay == 1.0
+    assert neuron_options(ModelConfig()) == (LIFParameters(), "fused")
+    with pytest.raises(UserError, match="model.surrogate must be one of 'triangle', 'atan', 'sigmoid'"):
+        from_dict(RunConfig, {"model": {"surrogate": "erf"}})
+    with pytest.raises(UserError, match="model.neuron_backend must be one of 'fused', 'norse'"):
+        from_dict(RunConfig, {"model": {"neuron_backend": "cupy"}})
+    # values the types let through, and options the chosen backend lacks, fail in validate()
+    for model, words in ((ModelConfig(neuron_backend="norse", surrogate="atan"), "model: neuron_backend 'norse'"),
+                         (ModelConfig(surrogate="sigmoid", surrogate_alpha=-1.0), "model: surrogate_alpha must be > 0"),
+                         (ModelConfig(surrogate_alpha=2.0), "model: surrogate_alpha is for"),
+                         (ModelConfig(neuron_backend="norse", neuron="if", detach_reset=True), "detach_reset")):
+        with pytest.raises(UserError, match=words):
+            RunConfig(model=model).validate()
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["model.neuron_backend=cupy"], "model.neuron_backend must be one of 'fused', 'norse'"),
+    (["model.surrogate=erf"], "model.surrogate must be one of"),
+    (["model.neuron=izhikevich"], "model.neuron must be one of 'lif', 'if'"),
+    (["model.neuron_backend=norse", "model.surrogate=atan"], "Norse has no arctangent surrogate"),
+])
+def test_bad_neuron_options_on_the_command_line(tiny_frames, tmp_path, overrides, fragment):
+    from click.testing import CliRunner
+    from conftest import assert_user_error
+
+    from ckdsnn_events.cli.main import main
+
+    args = ["distill", "--dataset", "digits-dvs", "--root", str(tiny_frames), "--run-dir", str(tmp_path / "run"),
+            "--device", "cpu", "--set", f"runs_root={tmp_path}"]
+    result = CliRunner().invoke(main, args + [a for o in overrides for a in ("--set", o)])
+    assert_user_error(result, fragment)
+    assert not (tmp_path / "run").exists()

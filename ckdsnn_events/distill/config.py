@@ -27,6 +27,13 @@ class ModelConfig:
     threshold: float = 1.0
     reset: Literal["hard", "subtract"] = "hard"
     surrogate_width: float = 1.0  # triangle surrogate gamma
+    # the rest of the neuron (models/neuron_params.py): "if" = no leak (decay ignored); surrogate_alpha
+    # of atan/sigmoid, None = SpikingJelly's 2.0/4.0; detach_reset as SpikingJelly's
+    neuron: Literal["lif", "if"] = "lif"
+    surrogate: Literal["triangle", "atan", "sigmoid"] = "triangle"
+    surrogate_alpha: float | None = None
+    detach_reset: bool = False
+    neuron_backend: Literal["fused", "norse"] = "fused"  # code that runs the neurons (models/backends.py)
     # start the student from the teacher's conv/BN/fc weights (same architecture and width) instead of
     # from scratch: an ANN-to-SNN initialisation, not part of CKDSNN; it skips the long plateau a deep
     # spiking ResNet sits on at random initialisation, which matters for short CPU runs
@@ -105,6 +112,9 @@ class RunConfig:
             raise UserError("model.init_from_teacher needs the same teacher and student architecture and width "
                             f"(got {self.model.teacher}/{self.model.teacher_width} and "
                             f"{self.model.student}/{self.model.student_width}).")
+        from ckdsnn_events.models import neuron_options
+
+        neuron_options(self.model)  # every neuron option, and whether the chosen backend has it
         for name in ("teacher_width", "student_width"):
             width = getattr(self.model, name)
             if width is not None and width < 1:

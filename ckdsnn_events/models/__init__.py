@@ -15,7 +15,13 @@ See :mod:`.registry` for the architectures, :mod:`.neuron_params` for the neuron
 """
 
 from ckdsnn_events.models.allocator import reuse_freed_memory
-from ckdsnn_events.models.backends import NEURON_BACKENDS, make_neuron, neuron_parameters, use_neuron_backend
+from ckdsnn_events.models.backends import (
+    NEURON_BACKENDS,
+    make_neuron,
+    neuron_options,
+    neuron_parameters,
+    use_neuron_backend,
+)
 from ckdsnn_events.models.neuron_params import NEURONS, RESETS, SURROGATES, NeuronParameters
 from ckdsnn_events.models.neurons import LIF, LIFParameters, lif_sequence, lif_sequence_reference
 from ckdsnn_events.models.registry import STUDENTS, TEACHERS, build_student, build_teacher
@@ -30,6 +36,7 @@ __all__ = [
     "NEURON_BACKENDS",
     "make_neuron",
     "neuron_parameters",
+    "neuron_options",
     "use_neuron_backend",
     "lif_sequence",
     "lif_sequence_reference",

@@ -30,9 +30,13 @@ from ckdsnn_events.errors import UserError
 from ckdsnn_events.models.neuron_params import LIFParameters
 from ckdsnn_events.models.neurons import LIF
 
-__all__ = ["NEURON_BACKENDS", "check_backend", "make_neuron", "neuron_parameters", "use_neuron_backend"]
+__all__ = ["NEURON_BACKENDS", "NEURON_OPTIONS", "check_backend", "make_neuron", "neuron_options", "neuron_parameters",
+           "use_neuron_backend"]
 
 NEURON_BACKENDS = ("fused", "norse")
+# the keyword arguments of neuron_parameters a config section may carry under the same names
+NEURON_OPTIONS = ("neuron", "decay", "threshold", "reset", "surrogate", "surrogate_width", "surrogate_alpha",
+                  "detach_reset", "v_reset")
 
 
 def check_backend(backend: str, key: str = "neuron_backend") -> str:
@@ -112,3 +116,16 @@ def neuron_parameters(
     except UserError as err:
         raise UserError(f"{where}: {err}") from None
     return params
+
+
+def neuron_options(section: object, where: str = "model") -> tuple[LIFParameters, str]:
+    """``(neuron parameters, backend)`` from a config section's attributes (e.g. the run's ``ModelConfig``).
+
+    Reads ``neuron_backend`` (default "fused") and those of :data:`NEURON_OPTIONS` that
+    ``section`` has; the rest take :func:`neuron_parameters`'s defaults. UserError as there,
+    naming ``where``. The student of a run is
+    ``build_student(..., neuron=params, neuron_backend=backend)``.
+    """
+    options = {name: getattr(section, name) for name in NEURON_OPTIONS if hasattr(section, name)}
+    backend = getattr(section, "neuron_backend", "fused")
+    return neuron_parameters(**options, backend=backend, where=where), backend
