@@ -170,6 +170,28 @@ def test_backends_equal_on_one_layer(dtype, tol):
     assert 0.05 < s1.mean() < 0.95 and grads1[-1].abs().sum() > 0
 
 
+@pytest.mark.parametrize("numba_kernels", [True, False])
+def test_fused_kernels_meet_the_reference_for_every_option(numba_kernels, monkeypatch):
+    if not numba_kernels:  # the loop of torch operations that runs on CUDA and in half precision
+        monkeypatch.setattr(neurons, "_numba_ok", lambda *tensors: False)
+    torch.manual_seed(0)
+    for neuron, reset, detach, (surrogate, a) in itertools.product(("lif", "if"), ("hard", "subtract"),
+                                                                  (False, True), SURROGATE_CASES):
+        p = _params_for(surrogate, a, neuron=neuron, decay=0.3, reset=reset, detach_reset=detach, v_th=0.9,
+                        v_reset=-0.1 if reset == "hard" else 0.0)
+        x = (torch.rand(7, 3, 30, dtype=torch.float64) * 1.5 - 0.2).requires_grad_()
+        v0 = (torch.rand(3, 30, dtype=torch.float64) * 0.5).requires_grad_()
+        weights = torch.randn(7, 3, 30, dtype=torch.float64)
+        results = []
+        for sequence in (lif_sequence, lif_sequence_reference):
+            s, v = sequence(x, p, v0)
+            results.append((s, v, *torch.autograd.grad((s * weights).sum() + (v * v).sum(), (x, v0))))
+        (s1, v1, gx1, gv1), (s2, v2, gx2, gv2) = results
+        assert torch.equal(s1, s2), p
+        for a1, a2 in ((v1, v2), (gx1, gx2), (gv1, gv2)):
+            torch.testing.assert_close(a1, a2, rtol=1e-12, atol=1e-12, msg=lambda m: f"{p}: {m}")
+
+
 def test_norse_backend_half_precision_and_initial_membrane():
     torch.manual_seed(0)
     p = LIFParameters(surrogate="sigmoid", reset="subtract")
