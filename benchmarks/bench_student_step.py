@@ -3,23 +3,28 @@
 Three figures, default setting the CIFAR10-DVS protocol (ResNet-20, T=10, batch 32, 2 x 48 x 48
 event-count frames, SGD with momentum):
 
-1. **Student step / T x ANN step** (target <= 1.25 on CPU). Student step: forward over
-   (T, B, C, H, W), CE loss, backward, SGD step. ANN step: the same architecture and widths with
-   ReLU (the teacher class), one step on the T*B frames as a (T*B, C, H, W) batch: the same
-   convolution and BN work as the student, so the ratio is what the LIF neurons, the time
-   handling and the classifier's time mean cost on top. (T ANN steps on B frames each would
-   take longer than one on T*B frames; the ratio against the T*B batch is the stricter one.)
-2. **Distillation step / CE-only student step** (target <= 1.15): teacher forward under no_grad
-   (eval mode, input: the frames summed over T), student forward with spikes, CE + SAMD + NLD
+1. **Student step / T x ANN step** (target <= 1.25 on CPU), once per neuron backend
+   (``model.neuron_backend``, :mod:`ckdsnn_events.models.backends`): ``fused`` (our kernel,
+   :mod:`ckdsnn_events.models.neurons`: all T steps in one autograd node, numba on CPU) and
+   ``norse`` (Norse's ``lif_box_feed_forward_step`` called once per time step,
+   :mod:`ckdsnn_events.models.norse_neurons`), the same weights, plus their ratio norse/fused.
+   Student step: forward over (T, B, C, H, W), CE loss, backward, SGD step. ANN step: the same
+   architecture and widths with ReLU (the teacher class), one step on the T*B frames as a
+   (T*B, C, H, W) batch: the same convolution and BN work as the student, so the ratio is what
+   the LIF neurons, the time handling and the classifier's time mean cost on top. (T ANN steps
+   on B frames each would take longer than one on T*B frames; the ratio against the T*B batch is
+   the stricter one.) The target applies to the default backend, ``fused``.
+2. **Distillation step / CE-only student step** (target <= 1.15, fused backend): teacher
+   forward under no_grad (eval mode, input: the frames summed over T), student forward with spikes, CE + SAMD + NLD
    (``DistillationLoss(beta=1, gamma=1)``), backward, SGD step; against the student step of 1.
-3. **Peak memory** of one student training step (and of the ANN step of 1, for scale): peak
-   resident set size (``VmHWM`` of /proc/self/status) after one training step minus the resident
+3. **Peak memory** of one student training step with each backend (and of the ANN step of 1,
+   for scale): peak resident set size (``VmHWM`` of /proc/self/status) after one training step minus the resident
    size (``VmRSS``) before them, in a fresh process per model, once the model, optimiser and input
    exist.
    Everything a step allocates counts: activations kept for backward, gradients, momentum
    buffers, allocator slack.
 
-The three steps of 1 and 2 are timed in alternation (ANN, CE, distillation, ANN, ...) in one
+The four steps of 1 and 2 are timed in alternation (ANN, fused, norse, distillation, ANN, ...) in one
 process, and each ratio is the median over repeats of the per-repeat ratio, so machine-speed
 drift cancels. ``reuse_freed_memory()`` is called first, as the trainer does on CPU;
 ``--no-allocator-fix`` leaves glibc's defaults, to see what it buys.
@@ -34,6 +39,8 @@ drift cancels. ``reuse_freed_memory()`` is called first, as the trainer does on 
 from __future__ import annotations
 
 import argparse
+import warnings
+import copy
 import json
 import os
 import resource
@@ -49,7 +56,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved_seconds, median_ratio  # noqa: E402
 
 from ckdsnn_events.distill.losses import DistillationLoss  # noqa: E402
-from ckdsnn_events.models import STUDENTS, TEACHERS, build_student, build_teacher, reuse_freed_memory  # noqa: E402
+from ckdsnn_events.models import (  # noqa: E402
+    STUDENTS,
+    TEACHERS,
+    build_student,
+    build_teacher,
+    reuse_freed_memory,
+    use_neuron_backend,
+)
 
 STEP_TARGET = 1.25
 DISTILL_TARGET = 1.15
@@ -72,14 +86,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-allocator-fix", action="store_true", help="keep glibc's malloc thresholds")
     parser.add_argument("--skip-memory", action="store_true", help="leave out the peak-memory measurement")
-    parser.add_argument("--memory-child", choices=("student", "ann"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", choices=("student", "student-norse", "ann"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 class Workload:
     """Models, optimisers and one batch of the benchmark setting."""
 
-    def __init__(self, args: argparse.Namespace, need: tuple[str, ...] = ("ann", "student", "teacher")):
+    def __init__(self, args: argparse.Namespace,
+                 need: tuple[str, ...] = ("ann", "student", "student-norse", "teacher")):
         torch.manual_seed(0)
         T, B, C, S = args.timesteps, args.batch, args.channels, args.size
         # event-count-like frames: small non-negative integers
@@ -88,9 +103,12 @@ class Workload:
         self.ann_inputs = self.frames.flatten(0, 1).clone()  # (T*B, C, H, W)
         self.ann_labels = self.labels.repeat(T)
         self.teacher_inputs = self.frames.sum(0)
-        if "student" in need:
+        if "student" in need or "student-norse" in need:
             self.student = build_student(args.arch, args.classes, C, args.width).train()
             self.student_opt = _sgd(self.student)
+        if "student-norse" in need:  # the same weights, Norse running the neurons
+            self.norse = use_neuron_backend(copy.deepcopy(self.student), "norse")
+            self.norse_opt = _sgd(self.norse)
         if "ann" in need:
             ann_width = args.width if args.ann in (None, args.arch) else args.teacher_width
             self.ann = build_teacher(args.ann or args.arch, args.classes, C, ann_width).train()
@@ -109,6 +127,11 @@ class Workload:
         self.student_opt.zero_grad(set_to_none=True)
         F.cross_entropy(self.student(self.frames), self.labels).backward()
         self.student_opt.step()
+
+    def norse_step(self) -> None:
+        self.norse_opt.zero_grad(set_to_none=True)
+        F.cross_entropy(self.norse(self.frames), self.labels).backward()
+        self.norse_opt.step()
 
     def distill_step(self) -> None:
         self.student_opt.zero_grad(set_to_none=True)
@@ -154,7 +177,7 @@ def _peak_rss_bytes() -> int:
 def memory_child(args: argparse.Namespace) -> None:
     """In a fresh process: peak RSS growth over one training step of one model; prints JSON."""
     work = Workload(args, need=(args.memory_child,))
-    step = work.student_step if args.memory_child == "student" else work.ann_step
+    step = {"student": work.student_step, "student-norse": work.norse_step, "ann": work.ann_step}[args.memory_child]
     before = _status_bytes("VmRSS") or _peak_rss_bytes()
     step()  # the first step's peak is the step's peak: momentum buffers (parameter-sized) come after it
     print(json.dumps({"peak_bytes": _peak_rss_bytes() - before}))
@@ -171,6 +194,7 @@ def measure_memory(argv: list[str], model: str) -> float:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated")  # Norse's import
     fix = False if args.no_allocator_fix else reuse_freed_memory()
     if args.memory_child:
         memory_child(args)
@@ -184,15 +208,18 @@ def main(argv=None) -> int:
           f"{torch.get_num_threads()} torch threads, allocator fix {'on' if fix else 'off'}, "
           f"{args.repeats} repeats")
     times = interleaved_seconds(
-        {"ann": work.ann_step, "student": work.student_step, "distill": work.distill_step},
+        {"ann": work.ann_step, "student": work.student_step, "norse": work.norse_step, "distill": work.distill_step},
         repeats=args.repeats, warmup=1,
     )
     step_ratio = median_ratio(times["student"], times["ann"])
+    norse_ratio = median_ratio(times["norse"], times["ann"])
     distill_ratio = median_ratio(times["distill"], times["student"])
     med = {name: statistics.median(t) for name, t in times.items()}
     rows = [
         (f"ANN step on T*B = {args.timesteps * args.batch} frames", med["ann"], "1.00"),
-        ("student step, CE", med["student"], f"{step_ratio:.3f} x ANN"),
+        ("student step, CE, fused neurons", med["student"], f"{step_ratio:.3f} x ANN"),
+        ("student step, CE, norse neurons", med["norse"],
+         f"{norse_ratio:.3f} x ANN; norse / fused = {median_ratio(times['norse'], times['student']):.3f}"),
         ("student step, CE + SAMD + NLD + teacher fwd", med["distill"], f"{distill_ratio:.3f} x CE step"),
     ]
     print(f"{'step':<46}{'median s':>10}  ratio (median of per-repeat ratios)")
@@ -203,10 +230,11 @@ def main(argv=None) -> int:
     if not args.skip_memory:
         child_argv = [a for a in argv if a != "--skip-memory"]
         student_mib = measure_memory(child_argv, "student")
+        norse_mib = measure_memory(child_argv, "student-norse")
         ann_mib = measure_memory(child_argv, "ann")
         print(f"{'peak memory of a training step (RSS growth)':<46}{'':>10}  "
-              f"student {student_mib:.0f} MiB, ANN on T*B frames {ann_mib:.0f} MiB "
-              f"({student_mib / ann_mib:.2f}x)")
+              f"student {student_mib:.0f} MiB (fused), {norse_mib:.0f} MiB (norse), ANN on T*B frames "
+              f"{ann_mib:.0f} MiB ({student_mib / ann_mib:.2f}x, {norse_mib / ann_mib:.2f}x)")
         memory_ok = student_mib > 0
 
     step_ok = step_ratio <= STEP_TARGET

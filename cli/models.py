@@ -36,5 +36,5 @@ def models(dataset, preset, recipe, overrides) -> None:
         options = ", ".join(f"{k}={v}" for k, v in row.options.items())
         click.echo(f"{'*' if row.chosen else ' '} {row.kind:<8}{row.name:<18}{row.parameters:>12,}  {options:<51}"
                    f"{row.neurons}")
-    for neurons in sorted({row.neurons for row in rows} & set(NEURON_NOTES)):
-        click.echo(f"{neurons}: {NEURON_NOTES[neurons]}")
+    for code in sorted({row.neurons.split(", ")[-1] for row in rows} & set(NEURON_NOTES)):
+        click.echo(f"{code}: {NEURON_NOTES[code]}")

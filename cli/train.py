@@ -115,7 +115,12 @@ def train_teacher(resume, **kw) -> None:
               help="SAMD and NLD in the paper's form or the public reference code's. [loss.samd_variant, loss.nld_variant]")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last.pt.")
 def distill(teacher, teacher_weights, beta, gamma, variant, resume, **kw) -> None:
-    """Distil a Norse LIF student from an ANN teacher with CKDSNN (CE + beta*SAMD + gamma*NLD).
+    """Distil a spiking LIF student from an ANN teacher with CKDSNN (CE + beta*SAMD + gamma*NLD).
+
+    The neurons run on our fused kernel (numba on CPU; the default, faster) or, with
+    --set model.neuron_backend=norse, on Norse's own neuron steps; both give the same results
+    (tested). Neuron keys: model.neuron (lif, if), surrogate (triangle, atan, sigmoid),
+    surrogate_width, surrogate_alpha, reset, detach_reset, decay, threshold.
 
     Runs data-parallel under torchrun:
     `torchrun --nproc_per_node N -m ckdsnn_events.cli distill ...` (gloo on CPU, nccl on GPU).

@@ -40,10 +40,12 @@ DATASET_SHAPES: dict[str, tuple[int, int]] = {
 }
 
 # Which code computes the neuron dynamics of the students (teachers are ANNs: ReLU)
-NEURON_CODE = "LIF, fused kernel"
+NEURON_CODES = {"fused": "fused kernel", "norse": "Norse"}  # by model.neuron_backend
 NEURON_NOTES = {
-    NEURON_CODE: "ckdsnn_events.models.neurons.lif_sequence: one autograd Function over T, numba kernels on CPU, "
-                 "torch ops on CUDA; tested equal to Norse's LIF (spikes, membranes, gradients)",
+    "fused kernel": "ckdsnn_events.models.neurons.lif_sequence: one autograd Function over T, numba kernels on CPU, "
+                    "torch ops on CUDA; tested equal to Norse's neurons (spikes, membranes, gradients)",
+    "Norse": "ckdsnn_events.models.norse_neurons: Norse's own lif_box / iaf feed-forward steps, one call per time "
+             "step (model.neuron_backend=norse)",
 }
 
 
@@ -78,5 +80,5 @@ def model_table(config: RunConfig, num_classes: int, in_channels: int) -> list[M
                      {"last_block": options.last_block, "head": options.head, "downsample": options.downsample})
             model = build_student(name, num_classes, in_channels, width, **block)
             rows.append(ModelRow("student", name, parameter_count(model), model.options.recorded("student"),
-                                 NEURON_CODE, name == m.student))
+                                 f"{m.neuron.upper()}, {NEURON_CODES[m.neuron_backend]}", name == m.student))
     return rows

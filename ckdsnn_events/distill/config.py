@@ -31,6 +31,13 @@ class ModelConfig:
     threshold: float = 1.0
     reset: Literal["hard", "subtract"] = "hard"
     surrogate_width: float = 1.0  # triangle surrogate gamma
+    # the rest of the neuron (models/neuron_params.py): "if" = no leak (decay ignored); surrogate_alpha
+    # of atan/sigmoid, None = SpikingJelly's 2.0/4.0; detach_reset as SpikingJelly's
+    neuron: Literal["lif", "if"] = "lif"
+    surrogate: Literal["triangle", "atan", "sigmoid"] = "triangle"
+    surrogate_alpha: float | None = None
+    detach_reset: bool = False
+    neuron_backend: Literal["fused", "norse"] = "fused"  # code that runs the neurons (models/backends.py)
     # block options, each described in ckdsnn_events/models/arch.py; the reference preset sets the
     # released CKDSNN code's: "relu", "projector", "avgpool"
     last_block: str = "lif"  # student: output neuron of the very last block, "lif" | "relu"
@@ -139,6 +146,9 @@ class RunConfig:
             raise UserError("model.init_from_teacher needs the same teacher and student architecture and width "
                             f"(got {self.model.teacher}/{self.model.teacher_width} and "
                             f"{self.model.student}/{self.model.student_width}).")
+        from ckdsnn_events.models import neuron_options
+
+        neuron_options(self.model)  # every neuron option, and whether the chosen backend has it
         for name in ("teacher_width", "student_width"):
             width = getattr(self.model, name)
             if width is not None and width < 1:

@@ -24,7 +24,7 @@ from ckdsnn_events.config import to_dict
 from ckdsnn_events.data.loaders import DatasetInfo
 from ckdsnn_events.distill.config import ModelConfig, RunConfig
 from ckdsnn_events.errors import UserError
-from ckdsnn_events.models import LIFParameters, build_student, build_teacher, reuse_freed_memory
+from ckdsnn_events.models import LIFParameters, build_student, build_teacher, neuron_options, reuse_freed_memory
 from ckdsnn_events.models.arch import check_same_options, recorded_options
 
 
@@ -57,9 +57,8 @@ def prepare_device(name: str) -> torch.device:
 
 
 def neuron_parameters(model: ModelConfig) -> LIFParameters:
-    """The student's neuron as the config's ``[model]`` section describes it."""
-    return LIFParameters(decay=model.decay, v_th=model.threshold, reset=model.reset,
-                         surrogate_width=model.surrogate_width)
+    """The student's neuron as the config's ``[model]`` section describes it (checked for its backend)."""
+    return neuron_options(model)[0]
 
 
 def make_model(kind: str, config: RunConfig, info: DatasetInfo) -> nn.Module:
@@ -70,7 +69,7 @@ def make_model(kind: str, config: RunConfig, info: DatasetInfo) -> nn.Module:
                              downsample=m.downsample)
     return build_student(m.student, num_classes=info.num_classes, in_channels=info.in_channels,
                          width=m.student_width, neuron=neuron_parameters(m), last_block=m.last_block, head=m.head,
-                         downsample=m.downsample, connect=m.connect)
+                         downsample=m.downsample, connect=m.connect, neuron_backend=m.neuron_backend)
 
 
 def architecture(kind: str, model: ModelConfig) -> tuple[str, int | None]:

@@ -1,41 +1,27 @@
-"""The LIF neuron of the spiking students: CKDSNN's reference LIF, fused over time, tested against Norse.
+"""The ``fused`` neuron backend: the spiking neurons of the students, all T steps in one kernel.
 
-Dynamics (per element, step ``t = 1..T``, membrane ``v_0 = 0``, the resting potential)::
+The dynamics and options (LIF/IF, threshold, hard/subtract reset, triangle/atan/sigmoid surrogate,
+``detach_reset``) are those of :mod:`.neuron_params`. With the defaults it is the ``LIFSpike`` of
+the TET code (Deng et al., ICLR 2022, github.com/brain-intelligence-lab/temporal_efficient_training,
+``models/layers.py``), which the CKDSNN public code's spiking ResNets use (``snn_models/
+resnet_models.py`` imports ``LIFSpike`` from its ``snn_models/layers.py``; that file's source is not
+in the repository, only its ``.pyc``): ``mem = mem * tau + x``, ``spike = ZIF(mem - thresh)``,
+``mem = (1 - spike) * mem`` with ``tau = 0.5``, ``thresh = 1.0``, ``gama = 1.0``; its
+``ZIF.backward``, ``(1 / gama) * (1 / gama) * (gama - |u - v_th|).clamp(min=0)``, is our triangle
+of half-width ``gama``. Without ``detach_reset`` gradients flow through the reset, as in that code
+and in Norse's ``reset_value``/``reset_subtract``: ``dv_t/du_t = (1 - s_t) + (v_reset - u_t) dS/du``
+(hard) or ``1 - v_th dS/du`` (subtract); with it ``dv_t/du_t = 1 - s_t`` (hard) or ``1``.
 
-    u_t = decay * v_{t-1} + x_t                   # leaky integration (pre-reset membrane)
-    s_t = H(u_t - v_th)                           # spike, H(z) = 1 if z > 0 else 0
-    v_t = u_t * (1 - s_t) + v_reset * s_t         # reset="hard": back to v_reset
-    v_t = u_t - s_t * v_th                        # reset="subtract": keep the overshoot
-
-This is the ``LIFSpike`` of the TET code (Deng et al., ICLR 2022,
-github.com/brain-intelligence-lab/temporal_efficient_training, ``models/layers.py``), which the
-CKDSNN public code's spiking ResNets use (``snn_models/resnet_models.py`` imports ``LIFSpike`` from
-its ``snn_models/layers.py``; that file's source is not in the repository, only its ``.pyc``):
-``mem = mem * tau + x``, ``spike = ZIF(mem - thresh)``, ``mem = (1 - spike) * mem`` with
-``tau = 0.5``, ``thresh = 1.0``, ``gama = 1.0``.
-
-Surrogate gradient (the backward of ``H``), a triangle of half-width ``w = surrogate_width``::
-
-    dS/du = max(0, 1 - |u - v_th| / w) / w
-
-which is that code's ``ZIF.backward``, ``(1 / gama) * (1 / gama) * (gama - |u - v_th|)
-.clamp(min=0)`` with ``gama = w``, rearranged (peak ``1 / w`` at threshold, area 1), and for
-``w = 1`` exactly Norse's ``Triangle`` surrogate (``norse.torch.functional.threshold``, method
-``"triangle"``, ``alpha = 1``). Gradients flow through the reset, as in both the reference code
-and Norse's ``reset_value``/``reset_subtract``: ``dv_t/du_t = (1 - s_t) + (v_reset - u_t) dS/du``
-(hard) or ``1 - v_th dS/du`` (subtract).
-
-Relation to Norse: :func:`norse.torch.functional.lif_box.lif_box_feed_forward_step` integrates
-``v + dt * tau_mem_inv * (v_leak - v + i)``. With ``dt * tau_mem_inv = 1 - decay``, ``v_leak = 0``
-and input current ``i = x / (1 - decay)`` it is the update above (for ``decay < 1``); the tests
-step Norse's neuron that way and compare spikes, membranes and gradients.
+The ``norse`` backend (:mod:`.norse_neurons`) runs the same neurons with Norse's own step
+functions; :func:`.backends.make_neuron` picks one. The tests hold both to each other, to
+:func:`lif_sequence_reference` and to SpikingJelly's ``LIFNode``/``IFNode``.
 
 Speed: :func:`lif_sequence` is one ``torch.autograd.Function`` over all T steps. Its forward
 saves only the pre-reset membranes ``u`` (spikes are ``u > v_th``); its backward runs the reverse
 recurrence by hand::
 
     g_u[t] = dS/du[t] * (g_s[t] + g_v[t] * dR/ds) + g_v[t] * dR/du,   g_v[t-1] = decay * g_u[t],
-    g_x[t] = g_u[t]
+    g_x[t] = g_u[t]                                           (dR/ds = 0 with detach_reset)
 
 On CPU (float32/float64) both directions are numba kernels that read and write each element once,
 in blocks of neurons that stay in cache over the T steps; elsewhere (CUDA, half precision) the
@@ -46,7 +32,6 @@ per-step form with autograd, kept as the specification the fused form is tested 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Optional
 
 import numba
@@ -54,82 +39,17 @@ import torch
 from torch import nn
 
 from ckdsnn_events.errors import UserError
+from ckdsnn_events.models.neuron_params import RESETS, SURROGATES, LIFParameters, spike_fn, surrogate_grad, triangle_spike
 from ckdsnn_events.models.time_major import is_constant_in_time
 
 __all__ = ["RESETS", "LIFParameters", "LIF", "lif_sequence", "lif_sequence_reference", "triangle_spike"]
-
-RESETS = ("hard", "subtract")
 
 # Neurons handled together by one numba task: their membranes (a few KiB) stay in L1 over T steps.
 _BLOCK = 4096
 
 
-@dataclass(frozen=True)
-class LIFParameters:
-    """Parameters of :class:`LIF` (dimensionless: inputs and membrane share one unit).
-
-    Attributes:
-        decay: membrane decay per time step, in [0, 1] (0.5 as in CKDSNN; 1 is a non-leaky IF).
-        v_th: firing threshold, > 0.
-        v_reset: membrane after a spike with ``reset="hard"``; must be below ``v_th``.
-        reset: "hard" (to ``v_reset``) or "subtract" (``v - v_th``).
-        surrogate_width: half-width ``w`` of the triangle surrogate gradient, > 0.
-
-    Invalid values raise :class:`~ckdsnn_events.errors.UserError` on construction.
-    """
-
-    decay: float = 0.5
-    v_th: float = 1.0
-    v_reset: float = 0.0
-    reset: str = "hard"
-    surrogate_width: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name in ("decay", "v_th", "v_reset", "surrogate_width"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise UserError(f"LIF {name} must be a finite number, got {value!r}.")
-        if not 0.0 <= self.decay <= 1.0:
-            raise UserError(f"LIF decay must be in [0, 1] (got {self.decay!r}); CKDSNN uses 0.5.")
-        if not self.v_th > 0:
-            raise UserError(f"LIF threshold v_th must be > 0 (got {self.v_th!r}); CKDSNN uses 1.0.")
-        if not self.surrogate_width > 0:
-            raise UserError(
-                f"LIF surrogate_width must be > 0 (got {self.surrogate_width!r}); CKDSNN uses 1.0."
-            )
-        if self.reset not in RESETS:
-            raise UserError(
-                f"unknown LIF reset {self.reset!r}; choose one of: {', '.join(repr(r) for r in RESETS)}."
-            )
-        if not self.v_reset < self.v_th:
-            raise UserError(
-                f"LIF v_reset ({self.v_reset!r}) must be below the threshold v_th ({self.v_th!r})."
-            )
-
-
 # ---------------------------------------------------------------------------------------------
 # The reference: one step at a time, autograd does the backward
-
-
-class _TriangleSpike(torch.autograd.Function):
-    """``H(z)`` forward, ``max(0, 1 - |z| / w) / w`` backward."""
-
-    @staticmethod
-    def forward(ctx, z: torch.Tensor, width: float) -> torch.Tensor:
-        ctx.save_for_backward(z)
-        ctx.width = width
-        return (z > 0).to(z.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (z,) = ctx.saved_tensors
-        w = ctx.width
-        return grad * torch.clamp(1 - z.abs() / w, min=0) / w, None
-
-
-def triangle_spike(z: torch.Tensor, width: float = 1.0) -> torch.Tensor:
-    """Heaviside ``z > 0`` (same dtype as ``z``) with the triangle surrogate gradient of half-width ``width``."""
-    return _TriangleSpike.apply(z, width)
 
 
 def lif_sequence_reference(
@@ -149,11 +69,12 @@ def lif_sequence_reference(
     spikes = []
     for t in range(x.shape[0]):
         u = params.decay * v + x[t]
-        s = triangle_spike(u - params.v_th, params.surrogate_width)
+        s = spike_fn(u - params.v_th, params)
+        r = s.detach() if params.detach_reset else s  # SpikingJelly's spike_d
         if params.reset == "hard":
-            v = u * (1 - s) + params.v_reset * s
+            v = u * (1 - r) + params.v_reset * r
         else:
-            v = u - s * params.v_th
+            v = u - r * params.v_th
         spikes.append(s)
     return torch.stack(spikes), v
 
@@ -191,7 +112,7 @@ def lif_sequence(
     return _FusedLIF.apply(x, v0, params)
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Membranes of half-precision inputs are integrated in float32 (bf16 keeps 8 mantissa bits)."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
@@ -214,7 +135,7 @@ def _lif_forward(
 ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Spikes (T, ...), final membrane (...) and, if asked, the pre-reset membranes (T, N)."""
     steps, shape = x.shape[0], x.shape[1:]
-    dtype = _compute_dtype(x.dtype)
+    dtype = compute_dtype(x.dtype)
     rows = _as_rows(x, dtype)
     n = rows.shape[1]
     v = (torch.zeros(n, dtype=dtype, device=x.device) if v0 is None
@@ -223,9 +144,13 @@ def _lif_forward(
     spikes = torch.empty((steps, n), dtype=x.dtype, device=x.device)
     if _numba_ok(rows) and spikes.dtype == dtype:
         scalar = rows.numpy().dtype.type
-        _lif_forward_kernel(rows.numpy(), v.numpy(), u.numpy(), spikes.numpy(),
-                            scalar(params.decay), scalar(params.v_th), scalar(params.v_reset),
-                            params.reset == "subtract", keep_membranes)
+        args = (rows.numpy(), v.numpy(), u.numpy(), spikes.numpy(), scalar(params.decay), scalar(params.v_th),
+                scalar(params.v_reset), params.reset == "subtract", keep_membranes)
+        # one block: run it on this thread (waking numba's thread pool costs more than the work)
+        if n <= _BLOCK:
+            _lif_forward_block(*args, 0, n)
+        else:
+            _lif_forward_kernel(*args)
     else:
         _lif_forward_torch(rows, v, u if keep_membranes else None, spikes, params)
     return spikes.view(steps, *shape), v.view(shape), (u if keep_membranes else None)
@@ -259,9 +184,14 @@ class _FusedLIF(torch.autograd.Function):
         g_x = torch.empty_like(u)
         if _numba_ok(u):
             scalar = u.numpy().dtype.type
-            _lif_backward_kernel(u.numpy(), g_s.numpy(), g_v.numpy(), g_x.numpy(),
-                                 scalar(params.decay), scalar(params.v_th), scalar(params.v_reset),
-                                 scalar(params.surrogate_width), params.reset == "subtract")
+            kind, c1, c2 = _surrogate_constants(params)
+            args = (_SURROGATE_KERNELS[kind], u.numpy(), g_s.numpy(), g_v.numpy(), g_x.numpy(),
+                    scalar(params.decay), scalar(params.v_th), scalar(params.v_reset), scalar(c1), scalar(c2),
+                    params.reset == "subtract", params.detach_reset)
+            if n <= _BLOCK:  # as in the forward
+                _lif_backward_block(*args, 0, n)
+            else:
+                _lif_backward_kernel(*args)
         else:
             _lif_backward_torch(u, g_s, g_v, g_x, params)
         g_x = g_x.view(ctx.shape).to(ctx.x_dtype)
@@ -306,8 +236,34 @@ def _lif_forward_kernel(x, v, u_out, s_out, decay, v_th, v_reset, subtract, keep
         _lif_forward_block(x, v, u_out, s_out, decay, v_th, v_reset, subtract, keep, lo, hi)
 
 
+# The surrogates g(z) of the backward kernel, one jitted function each: the kernel takes one as an
+# argument and numba compiles a version per surrogate, so the neuron loop has no branch on the
+# kind (a branch there, with the sigmoid's exp in one arm, kept LLVM from vectorising it: the
+# triangle's backward took 2.3x as long, measured).
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _triangle_grad(z, c1, c2, one, zero):  # c1 = w; one, zero: in the arrays' dtype, as all scalars
+    return max(zero, one - abs(z) / c1) / c1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _atan_grad(z, c1, c2, one, zero):  # c1 = a / 2, c2 = pi / 2 * a
+    h = c2 * z
+    return c1 / (one + h * h)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sigmoid_grad(z, c1, c2, one, zero):  # c1 = a
+    e = one / (one + math.exp(-c1 * z))
+    return c1 * e * (one - e)
+
+
+_SURROGATE_KERNELS = (_triangle_grad, _atan_grad, _sigmoid_grad)  # in the order of SURROGATES
+
+
 @numba.njit(cache=True, nogil=True, inline="never")
-def _lif_backward_block(u_in, g_s, g_v_all, g_x, decay, v_th, v_reset, width, subtract, lo, hi):
+def _lif_backward_block(sg_fn, u_in, g_s, g_v_all, g_x, decay, v_th, v_reset, c1, c2, subtract, detach, lo, hi):
     one = u_in.dtype.type(1)
     zero = u_in.dtype.type(0)
     g_v = g_v_all[lo:hi]
@@ -316,22 +272,29 @@ def _lif_backward_block(u_in, g_s, g_v_all, g_x, decay, v_th, v_reset, width, su
         for i in range(hi - lo):
             u = ut[i]
             gv = g_v[i]
-            sg = max(zero, one - abs(u - v_th) / width) / width
+            sg = sg_fn(u - v_th, c1, c2, one, zero)
             if subtract:
-                gu = sg * (gst[i] - gv * v_th) + gv
+                gu = sg * gst[i] + gv if detach else sg * (gst[i] - gv * v_th) + gv
             else:
                 keep = zero if u > v_th else gv  # d v / d u through (1 - s)
-                gu = sg * (gst[i] + gv * (v_reset - u)) + keep
+                gu = sg * gst[i] + keep if detach else sg * (gst[i] + gv * (v_reset - u)) + keep
             gxt[i] = gu
             g_v[i] = decay * gu
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
-def _lif_backward_kernel(u_in, g_s, g_v, g_x, decay, v_th, v_reset, width, subtract):
+def _lif_backward_kernel(sg_fn, u_in, g_s, g_v, g_x, decay, v_th, v_reset, c1, c2, subtract, detach):
     n = u_in.shape[1]
     for b in numba.prange((n + _BLOCK - 1) // _BLOCK):
         lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
-        _lif_backward_block(u_in, g_s, g_v, g_x, decay, v_th, v_reset, width, subtract, lo, hi)
+        _lif_backward_block(sg_fn, u_in, g_s, g_v, g_x, decay, v_th, v_reset, c1, c2, subtract, detach, lo, hi)
+
+
+def _surrogate_constants(p: LIFParameters) -> tuple[int, float, float]:
+    """(kind, c1, c2) of the backward kernel's surrogate (see ``_lif_backward_block``)."""
+    a = p.surrogate_shape
+    kind = SURROGATES.index(p.surrogate)
+    return kind, (a, a / 2, a)[kind], (0.0, math.pi / 2 * a, 0.0)[kind]
 
 
 def _lif_forward_torch(x: torch.Tensor, v: torch.Tensor, u_out: Optional[torch.Tensor], s_out: torch.Tensor,
@@ -351,14 +314,14 @@ def _lif_forward_torch(x: torch.Tensor, v: torch.Tensor, u_out: Optional[torch.T
 def _lif_backward_torch(u_in: torch.Tensor, g_s: torch.Tensor, g_v: torch.Tensor, g_x: torch.Tensor,
                         p: LIFParameters) -> None:
     """The backward kernel as torch operations; leaves the gradient w.r.t. ``v0`` in ``g_v``."""
-    w = p.surrogate_width
     for t in range(u_in.shape[0] - 1, -1, -1):
         u = u_in[t]
-        sg = torch.clamp(1 - (u - p.v_th).abs() / w, min=0) / w
+        sg = surrogate_grad(u - p.v_th, p)
+        through_spike = 0.0 if p.detach_reset else 1.0
         if p.reset == "subtract":
-            gu = sg * (g_s[t] - g_v * p.v_th) + g_v
+            gu = sg * (g_s[t] - through_spike * g_v * p.v_th) + g_v
         else:
-            gu = sg * (g_s[t] + g_v * (p.v_reset - u)) + torch.where(u > p.v_th, 0.0, g_v)
+            gu = sg * (g_s[t] + through_spike * g_v * (p.v_reset - u)) + torch.where(u > p.v_th, 0.0, g_v)
         g_x[t] = gu
         torch.mul(gu, p.decay, out=g_v)
 
@@ -368,12 +331,21 @@ def _lif_backward_torch(u_in: torch.Tensor, g_s: torch.Tensor, g_v: torch.Tensor
 
 
 class LIF(nn.Module):
-    """A layer of LIF neurons: time-major currents (T, ...) in, binary spikes (T, ...) out.
+    """A layer of spiking neurons: time-major currents (T, ...) in, binary spikes (T, ...) out.
 
-    Stateless between calls: every call starts from membrane 0 and runs all T steps (fused). The
-    energy counter and the firing-rate meter find these modules by type and read their outputs.
-    For explicit state across calls use :func:`lif_sequence` with ``v0``.
+    Any neuron of :class:`LIFParameters` (LIF or IF, every reset and surrogate), run by the
+    ``fused`` backend (:func:`lif_sequence`). :class:`.norse_neurons.NorseLIF` is the same layer
+    run by Norse; :func:`.backends.make_neuron` builds either. Stateless between calls: every
+    call starts from membrane 0 and runs all T steps. The energy counter and the firing-rate
+    meter find these modules by type (``isinstance(m, LIF)``, true for both backends) and read
+    their outputs; a student may give each a ``spike_key`` attribute (its name in spike records).
+
+    Attributes:
+        params: the neuron's :class:`LIFParameters`.
+        backend: "fused" here, "norse" in the subclass.
     """
+
+    backend = "fused"
 
     def __init__(self, params: LIFParameters = LIFParameters()):
         super().__init__()
@@ -381,11 +353,17 @@ class LIF(nn.Module):
             raise UserError(f"neuron parameters must be a LIFParameters, got {type(params).__name__}.")
         self.params = params
 
+    def sequence(self, x: torch.Tensor, v0: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(spikes (T, ...), v_T (...))`` from currents x (T, ...) and initial membrane v0 (... or None = 0)."""
+        return lif_sequence(x, self.params, v0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (T, ...) float -> spikes (T, ...) of 0.0/1.0 in ``x``'s dtype."""
-        return lif_sequence(x, self.params)[0]
+        return self.sequence(x)[0]
 
     def extra_repr(self) -> str:
         p = self.params
-        return (f"decay={p.decay}, v_th={p.v_th}, v_reset={p.v_reset}, reset={p.reset!r}, "
-                f"surrogate_width={p.surrogate_width}")
+        shape = (f"surrogate_width={p.surrogate_width}" if p.surrogate == "triangle"
+                 else f"surrogate_alpha={p.surrogate_alpha}")
+        return (f"neuron={p.neuron!r}, decay={p.decay}, v_th={p.v_th}, v_reset={p.v_reset}, reset={p.reset!r}, "
+                f"surrogate={p.surrogate!r}, {shape}, detach_reset={p.detach_reset}, backend={self.backend!r}")

@@ -48,6 +48,7 @@ from ckdsnn_events.errors import UserError
 from ckdsnn_events.models.arch import ARCHS, ArchOptions, ArchSpec, get_arch, resnet_map_size
 from ckdsnn_events.models.arch import STUDENTS as RESNET_STUDENTS
 from ckdsnn_events.models.arch import TEACHERS as RESNET_TEACHERS
+from ckdsnn_events.models.backends import check_backend, use_neuron_backend
 from ckdsnn_events.models.neurons import LIF, LIFParameters
 from ckdsnn_events.models.resnet import build_resnet_teacher
 from ckdsnn_events.models.spiking_resnet import SpikingResNet
@@ -126,6 +127,7 @@ def build_student(
     head: str = "linear",
     downsample: Optional[str] = None,
     connect: str = "ADD",
+    neuron_backend: str = "fused",
 ) -> nn.Module:
     """A spiking student: (T, B, C, H, W) -> logits (B, K); see :class:`.spiking_resnet.SpikingResNet`.
 
@@ -137,17 +139,21 @@ def build_student(
         head: "linear" or "projector" (the released code's fc2 -> fc1).
         downsample: "conv", "avgpool" or None (the architecture's own).
         connect: SEW-ResNets' connect function, "ADD", "AND" or "IAND" (see :mod:`.sew_resnet`).
+        neuron_backend: "fused" or "norse", the code that runs the neurons (:mod:`.backends`).
     """
+    check_backend(neuron_backend)
     if name in ZOO_STUDENTS:
         _check_common(num_classes, in_channels, width)
         if (last_block, head, downsample) != ("lif", "linear", None):
             raise UserError(f"model.last_block / head / downsample apply to the ResNets of models.arch, not to "
                             f"{name!r}; leave them at lif / linear / unset.")
-        return build_zoo_student(name, num_classes, in_channels, width, _neuron(neuron), LIF, connect)
+        model = build_zoo_student(name, num_classes, in_channels, width, _neuron(neuron), LIF, connect)
+        return use_neuron_backend(model, neuron_backend)
     spec = get_arch(name, "student", RESNET_STUDENTS + ZOO_STUDENTS)
     _check_common(num_classes, in_channels, width)
     options = ArchOptions(last_block=last_block, head=head, downsample=downsample)
-    return SpikingResNet(spec, num_classes, in_channels, width, _neuron(neuron), options)
+    return use_neuron_backend(SpikingResNet(spec, num_classes, in_channels, width, _neuron(neuron), options),
+                              neuron_backend)
 
 
 def parameter_count(model: nn.Module) -> int:
