@@ -29,6 +29,7 @@ from torch import nn
 from ckdsnn_events.errors import UserError
 from ckdsnn_events.models.neuron_params import LIFParameters
 from ckdsnn_events.models.neurons import LIF
+from ckdsnn_events.models.norse_neurons import NorseLIF, check_norse_supports
 
 __all__ = ["NEURON_BACKENDS", "NEURON_OPTIONS", "check_backend", "make_neuron", "neuron_options", "neuron_parameters",
            "use_neuron_backend"]
@@ -55,8 +56,6 @@ def make_neuron(params: LIFParameters = LIFParameters(), backend: str = "fused")
     """
     if check_backend(backend) == "fused":
         return LIF(params)
-    from ckdsnn_events.models.norse_neurons import NorseLIF  # imports Norse only when asked for
-
     return NorseLIF(params)
 
 
@@ -110,8 +109,6 @@ def neuron_parameters(
                                surrogate_width=surrogate_width, neuron=neuron, surrogate=surrogate,
                                surrogate_alpha=surrogate_alpha, detach_reset=detach_reset)
         if backend == "norse":
-            from ckdsnn_events.models.norse_neurons import check_norse_supports
-
             check_norse_supports(params)
     except UserError as err:
         raise UserError(f"{where}: {err}") from None
