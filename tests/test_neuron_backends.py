@@ -343,3 +343,24 @@ def test_bad_neuron_options_on_the_command_line(tiny_frames, tmp_path, overrides
     result = CliRunner().invoke(main, args + [a for o in overrides for a in ("--set", o)])
     assert_user_error(result, fragment)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_short_distill_run_gives_the_same_metrics_with_either_backend(trained_student, tiny_frames, tmp_path):
+    import csv
+
+    from conftest import tiny_config
+
+    from ckdsnn_events.checkpoints import load_checkpoint
+    from ckdsnn_events.pipelines.train import run_distill
+
+    rows = {}
+    for backend in ("fused", "norse"):
+        config = tiny_config(tiny_frames, tmp_path, teacher_checkpoint=trained_student["teacher_checkpoint"],
+                             **{"optim.epochs": 1, "model.neuron_backend": backend})
+        result = run_distill(config, progress=False, run_dir=tmp_path / backend)
+        (rows[backend],) = list(csv.DictReader(open(tmp_path / backend / "metrics.csv")))
+        assert load_checkpoint(result["best_checkpoint"], "student")["config"]["model"]["neuron_backend"] == backend
+    for column in ("train_acc", "val_acc", "test_acc"):
+        assert rows["fused"][column] == rows["norse"][column], column
+    for column in ("train_loss", "train_ce", "train_samd", "train_nld", "firing_rate"):
+        assert float(rows["fused"][column]) == pytest.approx(float(rows["norse"][column]), rel=1e-4, abs=1e-6), column
