@@ -13,8 +13,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# the comparison tools of the conformance tests (setup.cfg's bench extra), without their own
+# dependencies: spikingjelly's list pulls torchaudio and more that the tests never import
+BENCH_PINS := $(shell sed -n '/^bench =/,/^$$/p' setup.cfg | tail -n +2)
+
 install: $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps $(BENCH_PINS)
 
 test:
 	$(PY) -m pytest -q
