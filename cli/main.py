@@ -12,6 +12,8 @@ from pathlib import Path
 import click
 
 from ckdsnn_events import __version__
+from ckdsnn_events.cli.ablate import ablate
+from ckdsnn_events.cli.plot import plot
 from ckdsnn_events.errors import UserError
 
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
@@ -177,7 +179,7 @@ TRAIN_DATASETS = ["cifar10dvs", "digits-dvs", "cifar10", "cifar100", "imagefolde
 
 
 def _training_options(command):
-    """Options shared by train-teacher, distill and ablate (each maps onto a config key)."""
+    """Options shared by train-teacher and distill (each maps onto a config key)."""
     options = [
         click.option("--dataset", required=True, type=click.Choice(TRAIN_DATASETS),
                      help="cifar10dvs / digits-dvs: frame stores made by `preprocess` (--root is their folder); "
@@ -284,27 +286,6 @@ def evaluate(checkpoint, root, split, batch_size, workers) -> None:
     rate = f", firing rate {result['firing_rate']:.4f}" if result["kind"] == "student" else ""
     click.echo(f"{result['kind']} (epoch {result['epoch']}): {split} accuracy {100 * result['acc']:.2f}% "
                f"on {result['n']} samples, loss {result['loss']:.4f}{rate}")
-
-
-@main.command()
-@_training_options
-@click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1), help="Seeds per variant.")
-@click.option("--variants", default="ce,kd,samd,nld,samd+nld", show_default=True,
-              help="Comma-separated loss variants.")
-@click.option("--teacher", default=None, type=click.Path(dir_okay=False), help="Teacher checkpoint (default: cached/trained).")
-def ablate(seeds, variants, teacher, **kw) -> None:
-    """Train CE-only, KD, SAMD-only, NLD-only and SAMD+NLD students with the same seeds; tabulate.
-
-    Writes ablation.md and ablation.json (mean and std of test accuracy at the best validation
-    epoch) under runs/<dataset>/ablation/. Interrupted runs resume when the command is repeated.
-    """
-    from ckdsnn_events.pipelines.train import run_ablate
-
-    kw.pop("run_dir", None)
-    config = _resolve("student", extra={"teacher_checkpoint": teacher}, run_dir=None, **kw)
-    result = run_ablate(config, seeds, tuple(v.strip() for v in variants.split(",") if v.strip()))
-    click.echo(result["markdown"])
-    click.echo(f"(written to {result['out_dir']}/ablation.md and ablation.json)")
 
 
 # --- after training ------------------------------------------------------------------------------
@@ -415,3 +396,7 @@ def demo(data, runs_root, limit, timesteps, size, workers, overrides) -> None:
                + (f" (ANN/SNN {ratio:.2f}x)" if ratio else ""))
     click.echo(f"  report: {summary['report']}")
     click.echo("  seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()))
+
+
+main.add_command(ablate)  # the paper's ablation studies (cli/ablate.py)
+main.add_command(plot)  # training curves (cli/plot.py)

@@ -48,6 +48,14 @@ class LossConfig:
     samd_variant: Literal["paper", "reference"] = "paper"
     nld_variant: Literal["paper", "reference"] = "paper"
     samd_target_class: Literal["label", "predicted"] | None = None
+    # the SAMD ablation options (see ckdsnn_events.distill.samd): scaling before the distance,
+    # normalisation before the scaling (None: the variant's own), stage (None: the last), student map
+    samd_scaling: Literal["softmax", "none", "zscore", "l2"] = "softmax"
+    samd_norm: Literal["none", "batch-minmax", "sample-minmax"] | None = None
+    samd_stage: int | None = None
+    samd_map: Literal["sam", "gradcam"] = "sam"
+    nld_noise: Literal["adaptive", "fixed", "none"] = "adaptive"  # the noise ablation of NLD
+    nld_noise_std: float = 1.0  # std of the "fixed" noise, logit units
 
 
 @dataclass

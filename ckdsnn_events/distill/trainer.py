@@ -25,6 +25,7 @@ from ckdsnn_events.checkpoints import load_checkpoint, load_model_state, save_ch
 from ckdsnn_events.config import to_dict
 from ckdsnn_events.data.loaders import DatasetInfo, build_loaders
 from ckdsnn_events.distill.config import OptimConfig, RunConfig
+from ckdsnn_events.distill.curves import draw_curves
 from ckdsnn_events.distill.losses import DistillationLoss
 from ckdsnn_events.errors import UserError
 from ckdsnn_events.models import LIF, LIFParameters, build_student, build_teacher, reuse_freed_memory
@@ -256,7 +257,7 @@ def fit(
                         teacher_logits, teacher_features = teacher(batch.teacher_inputs, return_features=True)
                     logits, spikes = model(batch.inputs, return_spikes=True)
                     loss, terms = loss_fn(logits, batch.labels, teacher_logits=teacher_logits.float(),
-                                          student_spikes=next(reversed(spikes.values())),
+                                          student_spikes=spikes,
                                           teacher_features=next(reversed(teacher_features.values())).float(),
                                           teacher_classifier_weight=teacher.fc.weight, generator=noise)
             if not torch.isfinite(loss.detach()):
@@ -294,6 +295,7 @@ def fit(
             best_val, best_epoch = score, epoch + 1
         if dist.is_main:
             _append_metrics(metrics_path, row)
+            draw_curves(run_dir)  # curves.png, redrawn from metrics.csv every epoch
             state = {**payload, "epoch": epoch + 1, "best_val": best_val, "best_epoch": best_epoch,
                      "metrics": row, "model": bare.state_dict(), "optimizer": optimizer.state_dict(),
                      "loss_module": loss_fn.state_dict() if loss_fn is not None else {}}
