@@ -1,4 +1,4 @@
-"""Training stages: teacher, distillation, resume, NaN stop, checkpoints, evaluate, ablate, DDP."""
+"""Training stages: teacher, distillation, resume, NaN stop, checkpoints, evaluate, DDP."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ckdsnn_events.checkpoints import load_checkpoint, save_checkpoint
 from ckdsnn_events.cli.main import main
 from ckdsnn_events.distill import trainer
 from ckdsnn_events.errors import UserError
-from ckdsnn_events.pipelines.train import run_ablate, run_distill, run_evaluate, teacher_cache_dir
+from ckdsnn_events.pipelines.train import run_distill, run_evaluate, teacher_cache_dir
 
 
 def cli(*args: str):
@@ -225,24 +225,6 @@ def test_missing_frame_store_is_a_clear_error(tmp_path):
     result = cli("train-teacher", "--dataset", "digits-dvs", "--root", str(tmp_path / "nothing"),
                  "--device", "cpu", "--set", f"runs_root={tmp_path}")
     assert_user_error(result, "preprocess")
-
-
-# --- ablation -------------------------------------------------------------------------------------------
-
-def test_ablate_tabulates_mean_and_std_over_seeds(trained_student, tiny_frames, tmp_path):
-    config = tiny_config(tiny_frames, tmp_path, teacher_checkpoint=trained_student["teacher_checkpoint"],
-                         **{"optim.epochs": 1})
-    result = run_ablate(config, seeds=2, variants=("ce", "samd+nld"), progress=False, out_dir=tmp_path / "abl")
-    table = result["table"]
-    assert set(table) == {"ce", "samd+nld"}
-    for row in table.values():
-        assert len(row["runs"]) == 2
-        assert math.isclose(row["mean"], sum(row["runs"]) / 2)
-    assert (tmp_path / "abl" / "ablation.md").read_text().startswith("| loss |")
-    ce = load_checkpoint(tmp_path / "abl" / "ce-seed0" / "best.pt")["config"]["loss"]
-    assert ce["beta"] == ce["gamma"] == 0
-    with pytest.raises(UserError, match="unknown ablation variant"):
-        run_ablate(config, variants=("bogus",), progress=False, out_dir=tmp_path / "abl2")
 
 
 # --- distributed ----------------------------------------------------------------------------------------
