@@ -69,6 +69,9 @@ class OptimConfig:
     warmup_epochs: int = 0
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA that supports it
     grad_clip: float | None = None
+    # training samples over which BatchNorm's running statistics are recomputed for the current
+    # weights before every evaluation (see ckdsnn_events.distill.bn_stats); 0: the running averages
+    bn_stats_samples: int = 0
 
 
 @dataclass
@@ -97,6 +100,8 @@ class RunConfig:
                 raise UserError(f"{name}.weight_decay must be >= 0, got {optim.weight_decay}.")
             if not 0 <= optim.warmup_epochs < optim.epochs:
                 raise UserError(f"{name}.warmup_epochs must be in [0, epochs), got {optim.warmup_epochs}.")
+            if optim.bn_stats_samples < 0:
+                raise UserError(f"{name}.bn_stats_samples must be >= 0 (0: off), got {optim.bn_stats_samples}.")
             if optim.grad_clip is not None and not optim.grad_clip > 0:
                 raise UserError(f"{name}.grad_clip must be positive, got {optim.grad_clip}.")
         from ckdsnn_events.distill.losses import DistillationLoss

@@ -25,6 +25,7 @@ from ckdsnn_events.checkpoints import load_checkpoint, load_model_state, save_ch
 from ckdsnn_events.config import to_dict
 from ckdsnn_events.data.loaders import DatasetInfo, build_loaders
 from ckdsnn_events.distill.config import OptimConfig, RunConfig
+from ckdsnn_events.distill.bn_stats import recompute_batchnorm_statistics
 from ckdsnn_events.distill.curves import draw_curves
 from ckdsnn_events.distill.losses import DistillationLoss
 from ckdsnn_events.errors import UserError
@@ -281,6 +282,7 @@ def fit(
         names = sorted(sums)
         reduced = distributed.all_reduce_sum(torch.tensor([sums[k] for k in names] + [correct, seen], dtype=torch.float64))
         train = {k: float(reduced[j] / reduced[-1]) for j, k in enumerate(names)}
+        recompute_batchnorm_statistics(model, train_loader, device, kind, optim.bn_stats_samples)  # 0: off
         val = evaluate(model, val_loader, device, kind, optim.precision)
         test = evaluate(model, test_loader, device, kind, optim.precision)
         row = {"epoch": epoch + 1, "lr": lr, "seconds": time.perf_counter() - started,
