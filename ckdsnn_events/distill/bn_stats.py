@@ -30,7 +30,7 @@ def recompute_batchnorm_statistics(model: nn.Module, loader, device: torch.devic
             batches are drawn from the current epoch's order and augmentation.
         device: where the model runs.
         kind: "teacher" (reads ``batch.teacher_inputs``) or "student" (``batch.inputs``).
-        samples: how many training samples (per process) to average over; 0 does nothing.
+        samples: how many training samples (all processes together) to average over; 0 does nothing.
 
     Returns:
         The number of batches used (0 when ``samples`` is 0 or the model has no BatchNorm).
@@ -38,6 +38,9 @@ def recompute_batchnorm_statistics(model: nn.Module, loader, device: torch.devic
     if samples <= 0 or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return 0
     used = []
+    # under torchrun every rank's batch is a shard of one global batch (SyncBatchNorm pools their
+    # statistics), so count global samples: N ranks use the batches one process would
+    ranks = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
 
     def inputs():
         seen = 0
@@ -45,7 +48,7 @@ def recompute_batchnorm_statistics(model: nn.Module, loader, device: torch.devic
             batch = batch.to(device, non_blocking=True)  # keeps constant-in-time inputs stride 0
             used.append(len(batch.labels))
             yield batch.teacher_inputs if kind == "teacher" else batch.inputs
-            seen += len(batch.labels)
+            seen += len(batch.labels) * ranks
             if seen >= samples:
                 return
 
