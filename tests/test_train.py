@@ -152,12 +152,13 @@ def test_cli_train_teacher_distill_evaluate(tiny_frames, tmp_path):
     result = cli("distill", "--dataset", "digits-dvs", "--teacher", str(tmp_path / "t" / "best.pt"),
                  "--run-dir", str(tmp_path / "s"), "--variant", "reference", "--epochs", "1", *opts)
     assert result.exit_code == 0, result.output
-    saved = load_checkpoint(tmp_path / "s" / "best.pt", "student")["config"]["loss"]
+    best = load_checkpoint(tmp_path / "s" / "best.pt", "student")
+    saved = best["config"]["loss"]
     assert saved["samd_variant"] == saved["nld_variant"] == "reference"
     assert (tmp_path / "s" / "config.toml").read_text().count("reference") == 2
     result = cli("evaluate", "--checkpoint", str(tmp_path / "s" / "best.pt"))
     assert result.exit_code == 0, result.output
-    assert "student (epoch 1): test accuracy" in result.output and "firing rate" in result.output
+    assert f"student (epoch {best['epoch']}): test accuracy" in result.output and "firing rate" in result.output
     direct = run_evaluate(str(tmp_path / "s" / "best.pt"))
     assert direct["n"] == 10 and 0 <= direct["acc"] <= 1
 
