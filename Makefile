@@ -7,7 +7,7 @@ DATA ?= data
 WORKERS ?= 2
 RUNS ?= runs
 
-.PHONY: install test demo bench energy-report clean
+.PHONY: install test demo results bench energy-report clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test:
 # simulate -> preprocess -> teacher -> distill (SAMD + NLD) -> evaluate -> energy report.
 demo:
 	$(CKD) demo --data $(DATA) --runs-root $(RUNS) --workers $(WORKERS)
+
+# Every figure of the README's results section (digits-dvs): the demo (teacher, student, energy),
+# then the `terms` ablation, 5 paired seeds, from the demo's cached teacher.
+ABLATE_FLAGS ?= --quick
+results: demo
+	$(CKD) ablate --study terms --dataset digits-dvs --root $(DATA)/digits-dvs-frames --seeds 5 \
+		--workers $(WORKERS) --set runs_root=$(RUNS) $(ABLATE_FLAGS)
 
 # The energy report of the most recent student run (or RUN=runs/<dataset>/<run>).
 energy-report:

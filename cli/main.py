@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from ckdsnn_events import __version__
-from ckdsnn_events.cli import data, demo, export, models, reports, train
+from ckdsnn_events.cli import ablate, data, demo, export, models, plot, reports, train
 from ckdsnn_events.errors import UserError
 
 
@@ -49,7 +49,8 @@ main.add_command(data.preprocess)
 main.add_command(train.train_teacher)
 main.add_command(train.distill)
 main.add_command(train.evaluate)
-main.add_command(train.ablate)
+main.add_command(ablate.ablate)  # the paper's ablation studies
+main.add_command(plot.plot)  # training curves
 main.add_command(reports.energy)
 main.add_command(reports.saliency)
 main.add_command(demo.demo)

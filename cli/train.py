@@ -1,4 +1,4 @@
-"""``ckd-events train-teacher``, ``distill``, ``evaluate`` and ``ablate``: the training stages.
+"""``ckd-events train-teacher``, ``distill`` and ``evaluate``: the training stages (``ablate``: cli/ablate.py).
 
 Options map onto keys of the run's typed config (shown in brackets in ``--help``); they travel as
 typed values into :func:`ckdsnn_events.pipelines.train.resolve_config`, and ``--set
@@ -13,7 +13,7 @@ from ckdsnn_events.cli.options import SPLITS, LibraryChoice, is_main_process
 
 
 def _training_options(command):
-    """Options shared by train-teacher, distill and ablate (each maps onto a config key)."""
+    """Options shared by train-teacher and distill (each maps onto a config key)."""
     options = [
         click.option("--dataset", required=True, type=LibraryChoice("ckdsnn_events.data.loaders:DATASETS"),
                      help="cifar10dvs / digits-dvs / dvsgesture / nmnist / ncaltech101 / asldvs / pokerdvs: "
@@ -147,24 +147,3 @@ def evaluate(checkpoint, root, split, batch_size, workers) -> None:
     rate = f", firing rate {result['firing_rate']:.4f}" if result["kind"] == "student" else ""
     click.echo(f"{result['kind']} (epoch {result['epoch']}): {split} accuracy {100 * result['acc']:.2f}% "
                f"on {result['n']} samples, loss {result['loss']:.4f}{rate}")
-
-
-@click.command()
-@_training_options
-@click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1), help="Seeds per variant.")
-@click.option("--variants", default="ce,kd,samd,nld,samd+nld", show_default=True,
-              help="Comma-separated loss variants.")
-@click.option("--teacher", default=None, type=click.Path(dir_okay=False), help="Teacher checkpoint (default: cached/trained).")
-def ablate(seeds, variants, teacher, **kw) -> None:
-    """Train CE-only, KD, SAMD-only, NLD-only and SAMD+NLD students with the same seeds; tabulate.
-
-    Writes ablation.md and ablation.json (mean and std of test accuracy at the best validation
-    epoch) under runs/<dataset>/ablation/. Interrupted runs resume when the command is repeated.
-    """
-    from ckdsnn_events.pipelines.train import run_ablate
-
-    kw.pop("run_dir", None)
-    config = _resolve("student", extra={"teacher_checkpoint": teacher}, run_dir=None, **kw)
-    result = run_ablate(config, seeds, tuple(v.strip() for v in variants.split(",") if v.strip()))
-    click.echo(result["markdown"])
-    click.echo(f"(written to {result['out_dir']}/ablation.md and ablation.json)")

@@ -1,4 +1,4 @@
-"""Stages: train-teacher, distill, evaluate, ablate.
+"""Stages: train-teacher, distill, evaluate (the ablation studies are in ``ablate.py``).
 
 A run is configured by a TOML recipe (``recipes/<dataset>.toml`` by default), command-line options
 and ``--set section.key=value`` overrides; the resolved config is written to the run directory as
@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from ckdsnn_events.atomic import atomic_path, ensure_writable_dir
+from ckdsnn_events.atomic import ensure_writable_dir
 from ckdsnn_events.checkpoints import load_checkpoint
 from ckdsnn_events.config import apply_overrides, apply_values, from_dict, load_toml, to_dict, write_toml
 from ckdsnn_events.distill.config import RunConfig
@@ -31,15 +30,6 @@ from ckdsnn_events.models.arch import check_same_options, recorded_options
 from ckdsnn_events.models.registry import check_alignment, config_options
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
-
-# ablation variants: name -> loss overrides (everything else from the recipe)
-ABLATIONS = {
-    "ce": {"beta": 0.0, "gamma": 0.0, "alpha_kd": 0.0},
-    "kd": {"beta": 0.0, "gamma": 0.0, "alpha_kd": 1.0},
-    "samd": {"beta": 1.0, "gamma": 0.0, "alpha_kd": 0.0},
-    "nld": {"beta": 0.0, "gamma": 1.0, "alpha_kd": 0.0},
-    "samd+nld": {"beta": 1.0, "gamma": 1.0, "alpha_kd": 0.0},
-}
 
 
 def recipe_path(dataset: str) -> Path:
@@ -122,6 +112,34 @@ def load_teacher(config: RunConfig, path: str | os.PathLike, info, option: str =
     return teacher
 
 
+def ensure_teacher(config: RunConfig, progress: bool = True, info=None) -> tuple[Path, dict | None]:
+    """The teacher checkpoint a student of ``config`` distils from, trained (and cached) if needed.
+
+    Returns ``(path, result)``: the checkpoint made from ``model.teacher_weights`` when set (see
+    :mod:`ckdsnn_events.pipelines.teacher_weights`; ``info`` is the dataset's DatasetInfo, read
+    when not given), else ``config.teacher_checkpoint`` when set, else the cached teacher's best.pt
+    (see :func:`teacher_cache_dir`); ``result`` is the training summary when the teacher was
+    trained (or finished) now, None otherwise.
+    """
+    if config.model.teacher_weights:
+        from ckdsnn_events.data.loaders import build_loaders
+        from ckdsnn_events.pipelines.teacher_weights import teacher_from_weights
+
+        info = info or build_loaders(replace(config.data, workers=0))[3]
+        return teacher_from_weights(config, config.model.teacher_weights, info), None
+    if config.teacher_checkpoint:
+        return Path(config.teacher_checkpoint), None
+    cache = teacher_cache_dir(config)
+    teacher_path = cache / "best.pt"
+    if teacher_path.exists() and not ((cache / "last.pt").exists() and not _finished(cache / "last.pt", config)):
+        return teacher_path, None
+    if progress:
+        print(f"no teacher given: training one ({config.model.teacher}) into {cache}")
+    result = run_train_teacher(config, resume=(cache / "last.pt").exists(), progress=progress, run_dir=cache,
+                               optim=config.teacher_optim)
+    return teacher_path, result
+
+
 def run_distill(config: RunConfig, resume: bool = False, progress: bool = True, run_dir: Path | None = None,
                 tag: str | None = None) -> dict:
     """Distil a spiking student from a teacher; trains (and caches) the teacher when none is given."""
@@ -131,24 +149,10 @@ def run_distill(config: RunConfig, resume: bool = False, progress: bool = True, 
     _, _, _, info = build_loaders(replace(config.data, workers=0))
     if config.loss.beta > 0 or config.loss.alpha_feat > 0:  # the maps SAMD / feature KD compare
         check_alignment(config.model.teacher, config.model.student, info.input_size)
-    teacher_result = None
-    if config.model.teacher_weights:
-        from ckdsnn_events.pipelines.teacher_weights import teacher_from_weights
-
-        _, _, _, info = build_loaders(replace(config.data, workers=0))
-        teacher_path = teacher_from_weights(config, config.model.teacher_weights, info)
-        config = replace(config, teacher_checkpoint=str(teacher_path))
-    if config.teacher_checkpoint:
-        teacher_path = Path(config.teacher_checkpoint)
-    else:
-        cache = teacher_cache_dir(config)
-        teacher_path = cache / "best.pt"
-        if not teacher_path.exists() or (cache / "last.pt").exists() and not _finished(cache / "last.pt", config):
-            if progress:
-                print(f"no teacher given: training one ({config.model.teacher}) into {cache}")
-            teacher_result = run_train_teacher(config, resume=(cache / "last.pt").exists(), progress=progress,
-                                               run_dir=cache, optim=config.teacher_optim)
-    teacher = load_teacher(config, teacher_path, info, "--teacher" if config.teacher_checkpoint else "cached teacher")
+    teacher_path, teacher_result = ensure_teacher(config, progress, info)
+    option = ("--teacher" if config.teacher_checkpoint else "--teacher-weights" if config.model.teacher_weights
+              else "cached teacher")
+    teacher = load_teacher(config, teacher_path, info, option)
     config = replace(config, teacher_checkpoint=str(teacher_path))
     run_dir = Path(run_dir or config.run_dir or default_run_dir(config, "student", tag))
     _prepare_run_dir(config, run_dir, resume, "student")
@@ -210,36 +214,3 @@ def run_evaluate(checkpoint: str, overrides: dict | None = None, split: str = "t
     result = evaluate(model.to(device), loader, device, payload["kind"], config.optim.precision)
     return {"kind": payload["kind"], "split": split, "epoch": payload.get("epoch"), **result}
 
-
-def run_ablate(config: RunConfig, seeds: int = 3, variants: tuple[str, ...] = tuple(ABLATIONS),
-               progress: bool = True, out_dir: Path | None = None) -> dict:
-    """Train one student per (variant, seed) with the same teacher and seeds; tabulate accuracies."""
-    unknown = [v for v in variants if v not in ABLATIONS]
-    if unknown:
-        raise UserError(f"unknown ablation variant(s) {', '.join(unknown)}; choose from {', '.join(ABLATIONS)}.")
-    if seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {seeds}.")
-    out_dir = Path(out_dir or Path(config.runs_root) / config.data.dataset / "ablation")
-    ensure_writable_dir(out_dir, "--out")
-    results: dict[str, list[dict]] = {}
-    for variant in variants:
-        for k in range(seeds):
-            run_config = replace(config, seed=config.seed + k, loss=replace(config.loss, **ABLATIONS[variant]))
-            run_dir = out_dir / f"{variant}-seed{run_config.seed}"
-            resume = (run_dir / "last.pt").exists()
-            if progress:
-                print(f"ablation: {variant}, seed {run_config.seed} -> {run_dir}")
-            results.setdefault(variant, []).append(run_distill(run_config, resume=resume, progress=progress, run_dir=run_dir))
-    table = {}
-    for variant, runs in results.items():
-        accs = [100 * float(r["test_acc_at_best"]) for r in runs]
-        table[variant] = {"mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                          "runs": accs}
-    lines = ["| loss | test accuracy % (mean ± std) | runs |", "|---|---|---|"]
-    lines += [f"| {v} | {t['mean']:.2f} ± {t['std']:.2f} | {', '.join(f'{a:.2f}' for a in t['runs'])} |"
-              for v, t in table.items()]
-    with atomic_path(out_dir / "ablation.json") as tmp:
-        tmp.write_text(json.dumps({"seeds": seeds, "table": table}, indent=2))
-    with atomic_path(out_dir / "ablation.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    return {"out_dir": str(out_dir), "table": table, "markdown": "\n".join(lines)}

@@ -81,7 +81,7 @@ def test_help_of_the_training_and_report_commands():
     for command, words in (("train-teacher", ["--dataset", "cifar10dvs", "--set", "--resume"]),
                            ("distill", ["--teacher", "--beta", "--gamma", "--variant", "torchrun"]),
                            ("evaluate", ["--checkpoint", "--split"]),
-                           ("ablate", ["--seeds", "--variants"]),
+                           ("ablate", ["--study", "--seeds", "--quick"]),
                            ("energy", ["--preset", "--latest", "--run-dir", "45nm-int8"]),
                            ("saliency", ["--samples", "CAM"]),
                            ("demo", ["simulate", "energy", "--set"])):

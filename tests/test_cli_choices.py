@@ -32,12 +32,16 @@ def test_choices_come_from_the_library():
     assert _choices(data.preprocess, "compression") == COMPRESSIONS
     compression = next(p for p in data.preprocess.params if p.name == "compression")
     assert compression.default() == DEFAULT_COMPRESSION == compression.show_default
-    for command in (train.train_teacher, train.distill, train.ablate):
+    for command in (train.train_teacher, train.distill):
         assert _choices(command, "dataset") == DATASETS
         assert _choices(command, "encoder") == ENCODERS
         assert _choices(command, "teacher_arch") == TEACHERS
         assert _choices(command, "student_arch") == STUDENTS
     assert _choices(train.distill, "variant") == VARIANTS
+    from ckdsnn_events.cli import ablate
+    from ckdsnn_events.pipelines.ablate import STUDIES
+
+    assert _choices(ablate.ablate, "dataset") == DATASETS and _choices(ablate.ablate, "study") == STUDIES
     preset_help = next(p for p in reports.energy.params if p.name == "preset").help
     assert all(name in preset_help for name in PRESETS)
 

@@ -68,6 +68,14 @@ class LossConfig:
     samd_variant: Literal["paper", "reference"] = "paper"
     nld_variant: Literal["paper", "reference"] = "paper"
     samd_target_class: Literal["label", "predicted"] | None = None
+    # the SAMD ablation options (see ckdsnn_events.distill.samd): scaling before the distance,
+    # normalisation before the scaling (None: the variant's own), stage (None: the last), student map
+    samd_scaling: Literal["softmax", "none", "zscore", "l2"] = "softmax"
+    samd_norm: Literal["none", "batch-minmax", "sample-minmax"] | None = None
+    samd_stage: int | None = None
+    samd_map: Literal["sam", "gradcam"] = "sam"
+    nld_noise: Literal["adaptive", "fixed", "none"] = "adaptive"  # the noise ablation of NLD
+    nld_noise_std: float = 1.0  # std of the "fixed" noise, logit units
     # BN of the teacher while it teaches: "eval" (running statistics: a frozen teacher) or "train"
     # (batch statistics, as the released code, whose Lightning module puts the teacher in train mode
     # with the student); the teacher's weights never train either way
@@ -91,6 +99,9 @@ class OptimConfig:
     # fp32 / bf16 are the earlier names; 32 unquoted is what --set optim.precision=32 gives
     precision: Literal["auto", "32", "bf16-mixed", "fp32", "bf16", 32] = "auto"
     grad_clip: float | None = None
+    # training samples over which BatchNorm's running statistics are recomputed for the current
+    # weights before every evaluation (see ckdsnn_events.distill.bn_stats); 0: the running averages
+    bn_stats_samples: int = 0
 
 
 @dataclass
@@ -120,6 +131,8 @@ class RunConfig:
                 raise UserError(f"{name}.weight_decay must be >= 0, got {optim.weight_decay}.")
             if not 0 <= optim.warmup_epochs < optim.epochs:
                 raise UserError(f"{name}.warmup_epochs must be in [0, epochs), got {optim.warmup_epochs}.")
+            if optim.bn_stats_samples < 0:
+                raise UserError(f"{name}.bn_stats_samples must be >= 0 (0: off), got {optim.bn_stats_samples}.")
             if optim.grad_clip is not None and not optim.grad_clip > 0:
                 raise UserError(f"{name}.grad_clip must be positive, got {optim.grad_clip}.")
         from ckdsnn_events.distill.losses import DistillationLoss

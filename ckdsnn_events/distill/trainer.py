@@ -27,6 +27,8 @@ from ckdsnn_events.checkpoints import load_checkpoint, load_model_state, save_ch
 from ckdsnn_events.data.batch import Batch
 from ckdsnn_events.data.loaders import build_loaders
 from ckdsnn_events.distill.config import OptimConfig, RunConfig
+from ckdsnn_events.distill.bn_stats import recompute_batchnorm_statistics
+from ckdsnn_events.distill.curves import draw_curves
 from ckdsnn_events.distill.losses import DistillationLoss
 from ckdsnn_events.distill.precision import autocast, to_training_layout
 from ckdsnn_events.distill.metrics import FiringRate, append_metrics, metrics_row, read_row, truncate_metrics
@@ -101,7 +103,7 @@ class DistillationObjective:
             teacher_logits, teacher_features = self.teacher(batch.teacher_inputs, return_features=True)
         logits, spikes = model(batch.inputs, return_spikes=True)
         loss, terms = self.loss_module(logits, batch.labels, teacher_logits=teacher_logits.float(),
-                                       student_spikes=next(reversed(spikes.values())),
+                                       student_spikes=spikes,
                                        teacher_features=next(reversed(teacher_features.values())).float(),
                                        teacher_classifier_weight=self.teacher.fc.weight, generator=generator)
         return logits, loss, terms
@@ -244,6 +246,7 @@ def fit(
         last_good = f"'{last_path}' (after epoch {epoch})" if last_path.exists() else "none yet"
         train, lr = train_epoch(model, objective, optimizer, train_loader, device, optim, epoch, lr_at, noise,
                                 last_good, show=progress and dist.is_main)
+        recompute_batchnorm_statistics(model, train_loader, device, kind, optim.bn_stats_samples)  # 0: off
         val = evaluate(model, val_loader, device, kind, optim.precision)
         test = evaluate(model, test_loader, device, kind, optim.precision)
         row = metrics_row(epoch + 1, lr, time.perf_counter() - started, train, val, test)
@@ -254,6 +257,7 @@ def fit(
             best_val, best_epoch = score, epoch + 1
         if dist.is_main:
             append_metrics(metrics_path, row)
+            draw_curves(run_dir)  # curves.png, redrawn from metrics.csv every epoch
             state = {**header, "epoch": epoch + 1, "best_val": best_val, "best_epoch": best_epoch,
                      "metrics": row, "model": bare.state_dict(), "optimizer": optimizer.state_dict(),
                      "loss_module": loss_module.state_dict() if loss_module is not None else {}}

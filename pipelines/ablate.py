@@ -1,0 +1,156 @@
+"""Stage: the paper's ablation studies, each a set of students distilled from one teacher.
+
+A study is a list of rows (loss settings) and a baseline row. Every row is trained with the same
+seeds from the same teacher (paired: seed s of every row shares its initialisation, data order,
+augmentation and noise streams), one resumable run directory per (row, seed) under
+``OUT/<row>-seed<s>``. Runs go seed by seed (all rows of seed 0, then seed 1, ...), so that an
+interrupted study leaves complete pairs; the same command continues it, finished runs are read
+back from their ``last.pt`` and ``metrics.csv``, not trained again. The result of every run is its
+test accuracy at its best validation epoch. Reports: :mod:`ckdsnn_events.pipelines.ablate_report`.
+
+Studies (CKDSNN's ablations, AAAI 2026, arXiv 2511.06902):
+
+- ``terms``: CE; KD (Hinton, on top of CE); KDSNN (CE + KD + feature KD); CE + SAMD; CE + NLD;
+  CE + SAMD + NLD (CKDSNN). Baseline: CE.
+- ``scaling``: CE + SAMD + NLD with SAMD's softmax, none, z-score and L2 scaling
+  (``loss.samd_scaling``; the recipe's normalisation). Baseline: softmax.
+- ``stage``: CE + SAMD + NLD with SAMD on the output spikes of stage 1 .. N of the student
+  (``loss.samd_stage``), against the teacher's last-stage CAM resized to that grid. Baseline: N.
+- ``maps``: teacher CAM vs student spike activation map (CKDSNN) against teacher CAM vs the
+  student's Grad-CAM (``loss.samd_map``). Baseline: the spike activation map.
+- ``noise``: NLD with adaptive noise (CKDSNN) against fixed-std Gaussian noise (std 1 and 5 logit
+  units) and no noise (``loss.nld_noise``). Baseline: adaptive.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ckdsnn_events.atomic import ensure_writable_dir
+from ckdsnn_events.checkpoints import load_checkpoint
+from ckdsnn_events.distill.config import RunConfig
+from ckdsnn_events.errors import UserError
+
+__all__ = ["Row", "STUDIES", "study_rows", "run_ablation", "QUICK_EPOCHS"]
+
+QUICK_EPOCHS = 1  # --quick: one epoch per student (the README says which form made each figure)
+FIXED_NOISE_STDS = (1.0, 5.0)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One setting of a study: a name (its run directories), a label (tables) and loss overrides."""
+
+    name: str
+    label: str
+    loss: dict
+
+
+_OFF = {"beta": 0.0, "gamma": 0.0, "alpha_kd": 0.0, "alpha_feat": 0.0}
+_CKDSNN = {**_OFF, "beta": 1.0, "gamma": 1.0}
+
+STUDIES = ("terms", "scaling", "stage", "maps", "noise")
+
+
+def study_rows(study: str, stages: int) -> tuple[tuple[Row, ...], str]:
+    """The rows of ``study`` and the name of its baseline row (``stages``: the student's stages)."""
+    if study == "terms":
+        rows = (Row("ce", "CE", dict(_OFF)),
+                Row("kd", "CE + KD (Hinton)", {**_OFF, "alpha_kd": 1.0}),
+                Row("kdsnn", "CE + KD + feature KD (KDSNN)", {**_OFF, "alpha_kd": 1.0, "alpha_feat": 1.0}),
+                Row("samd", "CE + SAMD", {**_OFF, "beta": 1.0}),
+                Row("nld", "CE + NLD", {**_OFF, "gamma": 1.0}),
+                Row("samd+nld", "CE + SAMD + NLD (CKDSNN)", dict(_CKDSNN)))
+        return rows, "ce"
+    if study == "scaling":
+        return tuple(Row(s, f"SAMD scaling: {s}", {**_CKDSNN, "samd_scaling": s})
+                     for s in ("softmax", "none", "zscore", "l2")), "softmax"
+    if study == "stage":
+        rows = tuple(Row(f"stage{i}", f"SAMD on stage {i}" + (" (last)" if i == stages else ""),
+                         {**_CKDSNN, "samd_stage": i}) for i in range(1, stages + 1))
+        return rows, f"stage{stages}"
+    if study == "maps":
+        return (Row("sam", "teacher CAM vs student SAM (CKDSNN)", {**_CKDSNN, "samd_map": "sam"}),
+                Row("gradcam", "teacher CAM vs student Grad-CAM", {**_CKDSNN, "samd_map": "gradcam"})), "sam"
+    if study == "noise":
+        fixed = tuple(Row(f"fixed{std:g}", f"NLD, fixed-std noise (std {std:g})",
+                          {**_CKDSNN, "nld_noise": "fixed", "nld_noise_std": std}) for std in FIXED_NOISE_STDS)
+        return (Row("adaptive", "NLD, adaptive noise (CKDSNN)", {**_CKDSNN, "nld_noise": "adaptive"}), *fixed,
+                Row("none", "NLD, no noise", {**_CKDSNN, "nld_noise": "none"})), "adaptive"
+    raise UserError(f"--study '{study}' is unknown; choose one of {', '.join(STUDIES)}.")
+
+
+def _student_stages(config: RunConfig) -> int:
+    from ckdsnn_events.models import build_student
+
+    model = build_student(config.model.student, num_classes=2, in_channels=2, width=config.model.student_width)
+    return len(model.stage_names)
+
+
+def _finished(run_dir: Path, epochs: int) -> dict | None:
+    """The result of a finished run in ``run_dir`` (None when it has not finished)."""
+    last = run_dir / "last.pt"
+    if not last.is_file():
+        return None
+    state = load_checkpoint(last, "student", "ablation run")
+    if state.get("epoch", 0) < epochs:
+        return None
+    with open(run_dir / "metrics.csv", newline="") as f:
+        row = next((r for r in csv.DictReader(f) if int(r["epoch"]) == state["best_epoch"]), None)
+    if row is None:
+        raise UserError(f"'{run_dir / 'metrics.csv'}' lacks epoch {state['best_epoch']} that last.pt names as "
+                        "its best; delete the run directory and repeat the command to train it again.")
+    return {"test_acc": float(row["test_acc"]), "val_acc": float(row["val_acc"]), "best_epoch": state["best_epoch"]}
+
+
+def run_ablation(config: RunConfig, study: str, seeds: int = 5, out_dir: str | Path | None = None,
+                 quick: bool = False, progress: bool = True, log=print) -> dict:
+    """Train (or read back) every (row, seed) student of ``study``; write its reports.
+
+    Args:
+        config: the resolved student config (its loss is the base the rows override; seeds run
+            from ``config.seed`` to ``config.seed + seeds - 1``).
+        study: one of :data:`STUDIES`.
+        seeds: seeds per row (>= 2 for a confidence interval).
+        out_dir: default ``<runs_root>/<dataset>/ablation-<study>[-quick]``.
+        quick: :data:`QUICK_EPOCHS` epochs per student instead of ``config.optim.epochs``.
+
+    Returns:
+        The report dict of :func:`~ckdsnn_events.pipelines.ablate_report.write_reports` (``paths``,
+        ``markdown``, per-row statistics).
+    """
+    from ckdsnn_events.pipelines.ablate_report import write_reports
+    from ckdsnn_events.pipelines.train import ensure_teacher, run_distill
+
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}.")
+    rows, baseline = study_rows(study, _student_stages(config))
+    if quick:
+        config = replace(config, optim=replace(config.optim, epochs=QUICK_EPOCHS,
+                                               warmup_epochs=min(config.optim.warmup_epochs, QUICK_EPOCHS - 1)))
+    name = f"ablation-{study}" + ("-quick" if quick else "")
+    out = Path(out_dir) if out_dir else Path(config.runs_root) / config.data.dataset / name
+    ensure_writable_dir(out, "--out")
+    teacher_path, _ = ensure_teacher(config, progress)  # one teacher (the base seed's) for every run
+    config = replace(config, teacher_checkpoint=str(teacher_path))
+    for row in rows:  # a bad row setting fails now, not after hours of other rows
+        replace(config, loss=replace(config.loss, **row.loss)).validate()
+    plan = [(row, config.seed + k) for k in range(seeds) for row in rows]
+    results: dict[str, dict[int, dict]] = {row.name: {} for row in rows}
+    for k, (row, seed) in enumerate(plan, start=1):
+        run_dir = out / f"{row.name}-seed{seed}"
+        result = _finished(run_dir, config.optim.epochs)
+        if result is None:
+            if progress:
+                log(f"[{study}] run {k} of {len(plan)}: {row.label}, seed {seed} "
+                    f"({config.optim.epochs} epochs) -> {run_dir}")
+            run_config = replace(config, seed=seed, loss=replace(config.loss, **row.loss))
+            run_distill(run_config, resume=(run_dir / "last.pt").exists(), progress=progress, run_dir=run_dir)
+            result = _finished(run_dir, config.optim.epochs)
+        elif progress:
+            log(f"[{study}] run {k} of {len(plan)}: {row.label}, seed {seed}: done before "
+                f"(test {100 * result['test_acc']:.2f} %)")
+        results[row.name][seed] = {**result, "run_dir": str(run_dir)}
+    return write_reports(out, study, rows, baseline, results, config, teacher_path, quick)
