@@ -42,9 +42,15 @@ backend, and twice its peak memory, so ``fused`` is the default.
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import torch
+
+# Norse 1.1.0 decorates its functions with torch.jit.script, which torch 2.14 deprecates: a
+# FutureWarning on every start of the CLI that no user of ours can act on. Only that message.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+
 from norse.torch.functional.iaf import IAFFeedForwardState, IAFParameters, iaf_feed_forward_step
 from norse.torch.functional.lif_box import LIFBoxFeedForwardState, LIFBoxParameters, lif_box_feed_forward_step
 from norse.torch.functional.reset import reset_subtract, reset_value
