@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 
 from ckdsnn_events.events.types import make_events
 
-REAL_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
+# CKDSNN_REAL_FIXTURES points elsewhere (a git worktree sits one level deeper than the checkout)
+REAL_FIXTURES = Path(os.environ.get("CKDSNN_REAL_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"))
 
 
 def real_fixture(name: str) -> Path:

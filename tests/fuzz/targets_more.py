@@ -1,0 +1,1 @@
+"""Store, checkpoint and recipe fuzz targets (registered into targets.TARGETS)."""
