@@ -415,3 +415,6 @@ def demo(data, runs_root, limit, timesteps, size, workers, overrides) -> None:
                + (f" (ANN/SNN {ratio:.2f}x)" if ratio else ""))
     click.echo(f"  report: {summary['report']}")
     click.echo("  seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()))
+
+from ckdsnn_events.cli.verify import verify as _verify  # noqa: E402 - a command of its own module
+main.add_command(_verify)

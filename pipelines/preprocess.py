@@ -11,10 +11,11 @@ import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm import tqdm
 
-from ckdsnn_events.atomic import atomic_path, ensure_writable_dir
+from ckdsnn_events.atomic import atomic_path, ensure_writable_dir, remove_stale_temps
 from ckdsnn_events.data.event_folders import EVENT_DATASETS, EventFolder, find_event_folder, split_indices
 from ckdsnn_events.data.frame_store import (
     STATUS_BAD,
@@ -24,6 +25,7 @@ from ckdsnn_events.data.frame_store import (
     encode_chunk,
     read_store_attrs,
 )
+from ckdsnn_events.data.store_check import bad_samples
 from ckdsnn_events.errors import Interrupted, UserError
 from ckdsnn_events.events.framing import BIN_MODES, to_count_frames
 
@@ -153,6 +155,10 @@ def run_preprocess(config: PreprocessConfig, progress: bool = True) -> Preproces
     fingerprint = folder.fingerprint()
     labels = folder.labels
     split_idx = dict(zip(SPLITS, split_indices(labels, config.split)))
+    if len(split_idx["train"]) == 0:
+        raise UserError(f"--split {config.split} leaves no training recording in any class ({len(labels)} recordings "
+                        f"in {len(folder.classes)} classes); use a larger --split.")
+    remove_stale_temps(out, [f"{split}.h5" for split in SPLITS] + [".preprocess.partial.json"])
     result = PreprocessResult(folder.form, str(folder.folder), {})
 
     todo: dict[str, dict] = {}
@@ -161,15 +167,14 @@ def run_preprocess(config: PreprocessConfig, progress: bool = True) -> Preproces
             continue
         path = out / f"{split}.h5"
         attrs = {"config": framing_config(config, folder, split), "fingerprint": fingerprint,
-                 "classes": list(folder.classes)}
+                 "classes": list(folder.classes), "source_root": str(Path(config.root).resolve())}
         if path.exists():
-            old = read_store_attrs(path)
-            same = old.get("config") == attrs["config"] and old.get("fingerprint") == fingerprint
-            if same and not config.overwrite:
+            state, old = _existing_store(path, attrs, config.overwrite)
+            if state == "up to date":
                 result.splits[split] = SplitResult(str(path), len(split_idx[split]) - len(old.get("skipped", [])),
                                                    "up to date", old.get("skipped", []))
                 continue
-            if not same and not config.overwrite:
+            if state == "different":
                 raise UserError(
                     f"'{path}' already holds frames made with a different config or source "
                     f"({_describe_difference(old.get('config', {}), attrs['config'])}). "
@@ -208,6 +213,26 @@ def run_preprocess(config: PreprocessConfig, progress: bool = True) -> Preproces
     key_path.unlink(missing_ok=True)
     result.wall_s = time.perf_counter() - t_start
     return result
+
+
+def _existing_store(path, attrs: dict, overwrite: bool) -> tuple[str, dict]:
+    """``("up to date" | "rebuild" | "different", old attrs)`` for the store already at ``path``.
+
+    A store with this config and these sources is up to date only if its structure and every
+    sample's checksum are intact; a damaged one is rebuilt (it is known how). One that cannot be
+    opened is replaced with ``overwrite``; without it the error says how to rebuild it.
+    """
+    try:
+        old = read_store_attrs(path)
+    except UserError:
+        if overwrite:
+            return "rebuild", {}
+        raise
+    if old.get("config") != attrs["config"] or old.get("fingerprint") != attrs["fingerprint"]:
+        return ("rebuild" if overwrite else "different"), old
+    if overwrite or bad_samples(path):
+        return "rebuild", old
+    return "up to date", old
 
 
 def _run_key(todo: dict) -> str:

@@ -6,6 +6,7 @@ File layout (``train.h5`` / ``test.h5``)::
     labels        (N,) int64
     source_files  (N,) utf-8 str, relative to the dataset folder
     n_events      (N,) int64, events in each source recording
+    checksums     (N,) uint32, CRC-32 of each sample's chunk as stored (see ``store_check``)
     attrs: config (JSON: the full framing config), fingerprint (of the source files),
            classes (JSON list), skipped (JSON list of {file, error}), tool_version
 
@@ -34,6 +35,7 @@ import torch
 
 from ckdsnn_events import __version__
 from ckdsnn_events.atomic import atomic_path
+from ckdsnn_events.data.store_check import CHECKSUMS, chunk_crc, check_chunk, open_store
 from ckdsnn_events.errors import UserError
 
 GZIP_LEVEL = 1  # level 1 compresses count frames to within a few % of level 9, several times faster
@@ -143,11 +145,15 @@ def assemble_store(
                 shuffle=bool(good),
                 track_times=False,
             )
+            checksums = np.zeros(len(good), dtype=np.uint32)
             with open(log.path, "rb") as src:
                 for j, i in enumerate(good):
                     rec = log.records[i]
                     src.seek(rec.offset)
-                    frames.id.write_direct_chunk((j,) + (0,) * len(frame_shape), src.read(rec.length))
+                    chunk = src.read(rec.length)
+                    checksums[j] = chunk_crc(chunk)
+                    frames.id.write_direct_chunk((j,) + (0,) * len(frame_shape), chunk)
+            f.create_dataset(CHECKSUMS, data=checksums, track_times=False)
             f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64)[good], track_times=False)
             f.create_dataset(
                 "source_files",
@@ -168,21 +174,8 @@ def assemble_store(
 
 
 def read_store_attrs(path: str | os.PathLike) -> dict:
-    """The attributes of a store, JSON values decoded. Raises UserError for unreadable files."""
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = dict(f.attrs)
-    except OSError as err:
-        raise UserError(
-            f"{path}: not a readable frame store ({err}). Re-create it with ckd-events preprocess."
-        ) from None
-    out = {}
-    for key, value in attrs.items():
-        try:
-            out[key] = json.loads(value) if key != "fingerprint" and key != "tool_version" else value
-        except (TypeError, json.JSONDecodeError):
-            out[key] = value
-    return out
+    """The attributes of a store, JSON values decoded, after :func:`store_check.open_store`'s checks."""
+    return open_store(path).attrs
 
 
 class FrameStoreDataset(torch.utils.data.Dataset):
@@ -200,20 +193,10 @@ class FrameStoreDataset(torch.utils.data.Dataset):
 
     def __init__(self, path: str | os.PathLike, indices=None, transform=None):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(
-                f"frame store '{self.path}' does not exist. Create it with: "
-                "ckd-events preprocess --dataset ... --out DIR"
-            )
-        attrs = read_store_attrs(self.path)
-        try:
-            with h5py.File(self.path, "r") as f:
-                self.labels_all = f["labels"][:]
-                self.frame_shape = tuple(f["frames"].shape[1:])
-        except KeyError as err:
-            raise UserError(f"{self.path}: not a frame store (missing {err}). Re-create it with ckd-events preprocess.") from None
-        self.classes = attrs.get("classes", [])
-        self.config = attrs.get("config", {})
+        info = open_store(self.path)  # structure checked once; each sample's checksum as it is read
+        self.labels_all, self.frame_shape, self.checksums = info.labels, info.frame_shape, info.checksums
+        self.classes = info.classes
+        self.config = info.config
         self.indices = np.arange(len(self.labels_all)) if indices is None else np.asarray(indices)
         self.transform = transform
         self._file = None
@@ -234,7 +217,9 @@ class FrameStoreDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, item: int):
         index = int(self.indices[item])
-        frames = torch.from_numpy(self._frames()[index].astype(np.float32))
+        dataset = self._frames()
+        check_chunk(dataset, index, self.checksums[index], self.path)
+        frames = torch.from_numpy(dataset[index].astype(np.float32))
         if self.transform is not None:
             frames = self.transform(frames)
         return frames, int(self.labels_all[index])

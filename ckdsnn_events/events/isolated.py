@@ -47,10 +47,12 @@ class IsolatedWorker:
 
     Args:
         work: the function the helper runs; it exists in the helper because the helper is a fork.
+        timeout_s: how long one request may take before the helper is stopped.
     """
 
-    def __init__(self, work: Callable[[str], bytes]):
+    def __init__(self, work: Callable[[str], bytes], timeout_s: float = TIMEOUT_S):
         self.work = work
+        self.timeout_s = timeout_s
         self.pid = None
         self.owner = None  # the process that forked the helper (pool workers fork their own)
 
@@ -112,11 +114,11 @@ class IsolatedWorker:
         encoded = argument.encode("utf-8", errors="surrogateescape")
         try:
             _write_all(self.request, _REQUEST.pack(len(encoded)) + encoded)
-            status, length = _REPLY.unpack(_read_exactly(self.reply, _REPLY.size, TIMEOUT_S))
-            body = _read_exactly(self.reply, length, TIMEOUT_S)
+            status, length = _REPLY.unpack(_read_exactly(self.reply, _REPLY.size, self.timeout_s))
+            body = _read_exactly(self.reply, length, self.timeout_s)
         except (EOFError, BrokenPipeError, TimeoutError) as err:
             how = self._stop()
-            raise crashed(f"no answer after {TIMEOUT_S:.0f} s" if isinstance(err, TimeoutError) else how) from None
+            raise crashed(f"no answer after {self.timeout_s:.0f} s" if isinstance(err, TimeoutError) else how) from None
         if status == 1:
             raise UserError(body.decode("utf-8", errors="replace"))
         return body

@@ -7,6 +7,7 @@ name the file, or a wrong success; the failing case seeds are listed to reproduc
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -15,11 +16,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+import faulthandler  # noqa: E402
 import targets  # noqa: E402
 import targets_more  # noqa: E402,F401 - registers the store, checkpoint and recipe targets
 
 
 def main() -> int:
+    faulthandler.dump_traceback_later(float(os.environ.get("FUZZ_HANG_S", "1e9")), exit=True)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", default=list(targets.TARGETS))
     parser.add_argument("--cases", type=int, default=10_000)
