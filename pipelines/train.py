@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ckdsnn_events.atomic import atomic_path, ensure_writable_dir
-from ckdsnn_events.checkpoints import load_checkpoint, load_model_state
+from ckdsnn_events.checkpoints import build_for_state, load_checkpoint
 from ckdsnn_events.config import apply_overrides, from_dict, load_toml, to_dict, write_toml
 from ckdsnn_events.distill.config import RunConfig
 from ckdsnn_events.errors import UserError
@@ -102,9 +102,11 @@ def load_teacher(config: RunConfig, path: str | os.PathLike, info, option: str =
     if problems:
         raise UserError(f"{option} '{path}' does not fit this run: " + "; ".join(problems) + ".")
     config = replace(config, model=replace(config.model, teacher_width=payload.get("width")))
-    teacher = make_model("teacher", config, info)
-    load_model_state(teacher, payload["model"], path, option)
-    return teacher
+    if config.model.init_from_teacher and payload["width"] != config.model.student_width:
+        raise UserError(f"{option} '{path}' has width {payload['width']}, the student {config.model.student_width}, and "
+                        "model.init_from_teacher copies the teacher's weights into the student: pass --set "
+                        f"model.student_width={payload['width']}, or --set model.init_from_teacher=false.")
+    return build_for_state(lambda: make_model("teacher", config, info), payload["model"], path, option)
 
 
 def run_distill(config: RunConfig, resume: bool = False, progress: bool = True, run_dir: Path | None = None,
@@ -157,7 +159,11 @@ def load_trained(checkpoint: str | os.PathLike, overrides: dict | None = None, k
     from ckdsnn_events.distill.trainer import make_model
 
     payload = load_checkpoint(checkpoint, kind, option)
-    config = from_dict(RunConfig, payload["config"])
+    try:
+        config = from_dict(RunConfig, payload["config"])
+        config.validate()
+    except UserError as err:
+        raise UserError(f"{option} '{checkpoint}' holds an invalid config ({err}).") from None
     if overrides:
         config = replace(config, data=replace(config.data, **{k: v for k, v in overrides.items() if v is not None}))
         config.data.validate()
@@ -178,8 +184,7 @@ def load_trained(checkpoint: str | os.PathLike, overrides: dict | None = None, k
     model_kind = payload["kind"]
     width = {"teacher_width" if model_kind == "teacher" else "student_width": payload.get("width")}
     config = replace(config, model=replace(config.model, **width))
-    model = make_model(model_kind, config, info)
-    load_model_state(model, payload["model"], checkpoint, option)
+    model = build_for_state(lambda: make_model(model_kind, config, info), payload["model"], checkpoint, option)
     return payload, config, model.eval(), (train, val, test), info
 
 
