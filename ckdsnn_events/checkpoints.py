@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ckdsnn_events.atomic import atomic_path
+from ckdsnn_events.atomic import atomic_path, remove_stale_temps
 from ckdsnn_events.errors import UserError
 
 FORMAT = "ckdsnn-events/1"
@@ -204,6 +204,41 @@ def build_for_state(factory: Callable[[], nn.Module], state: dict, path, option:
     model = factory()
     load_model_state(model, state, path, option)
     return model
+
+
+RUN_FILES = ["last.pt", "best.pt", "config.toml", "metrics.csv"]
+
+
+def recover_run_dir(run_dir: str | os.PathLike, last_state: dict) -> None:
+    """Make ``best.pt`` agree with the resumed ``last.pt`` after a kill; remove stale temp files.
+
+    ``last.pt`` is written before ``best.pt`` at the end of an epoch and records ``best_epoch``,
+    the epoch ``best.pt`` must hold. A kill between the two writes leaves the previous best: then
+    ``last.pt`` itself is the best epoch's state, and ``best.pt`` is rewritten from it (the same
+    content an uninterrupted run writes). Any other disagreement cannot be repaired.
+
+    Raises:
+        UserError: ``best.pt`` holds another epoch than ``last.pt`` says, and ``last.pt`` is not it.
+    """
+    run_dir = Path(run_dir)
+    remove_stale_temps(run_dir, RUN_FILES)
+    best_path, want = run_dir / "best.pt", last_state.get("best_epoch")
+    held = None
+    if best_path.exists():
+        try:
+            held = load_checkpoint(best_path, option="best.pt").get("epoch")
+        except UserError:
+            held = None  # damaged: rewritten below if last.pt is the best epoch
+    if held == want:
+        return
+    if want == last_state.get("epoch"):
+        save_checkpoint(best_path, {k: v for k, v in last_state.items() if k != "optimizer"})
+        return
+    raise UserError(
+        f"'{best_path}' holds epoch {held}, but last.pt records epoch {want} as the best, and last.pt is epoch "
+        f"{last_state.get('epoch')}: the run directory was changed by hand. Restore best.pt, or start the run "
+        "again in a new --run-dir."
+    )
 
 
 def describe(payload: dict) -> dict[str, Any]:

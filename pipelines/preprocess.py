@@ -28,6 +28,7 @@ from ckdsnn_events.data.frame_store import (
 from ckdsnn_events.data.store_check import bad_samples
 from ckdsnn_events.errors import Interrupted, UserError
 from ckdsnn_events.events.framing import BIN_MODES, to_count_frames
+from ckdsnn_events.limits import check_fits, format_bytes
 
 SPLITS = ("train", "test")
 
@@ -64,6 +65,13 @@ class PreprocessConfig:
             raise UserError(f"--split is the training fraction per class, in (0, 1]; got {self.split}.")
         if self.workers < 0:
             raise UserError(f"--workers must be >= 0 (0: work in this process), got {self.workers}.")
+        # one sample is one HDF5 chunk (< 4 GiB); framing holds ~8 bytes per frame cell per worker
+        cells = self.timesteps * 2 * self.size * self.size
+        if cells * 2 >= 2**32:
+            raise UserError(f"-T {self.timesteps} with --size {self.size} makes {format_bytes(cells * 2)} frames per "
+                            "sample, more than an HDF5 chunk holds (4 GiB); use fewer time steps or a smaller --size.")
+        check_fits(cells * 8 * max(1, self.workers), f"-T {self.timesteps} with --size {self.size}",
+                   "Use fewer time steps, a smaller --size or fewer --workers.")
         if self.format not in ("auto", "aedat", "aedat4", "npz"):
             raise UserError(f"--format must be auto, aedat, aedat4 or npz; got '{self.format}'.")
 

@@ -14,8 +14,8 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from ckdsnn_events.atomic import atomic_path, ensure_writable_dir
-from ckdsnn_events.checkpoints import build_for_state, load_checkpoint
+from ckdsnn_events.atomic import atomic_path, ensure_writable_dir, remove_stale_temps
+from ckdsnn_events.checkpoints import RUN_FILES, build_for_state, load_checkpoint
 from ckdsnn_events.config import apply_overrides, from_dict, load_toml, to_dict, write_toml
 from ckdsnn_events.distill.config import RunConfig
 from ckdsnn_events.errors import UserError
@@ -50,6 +50,8 @@ def resolve_config(dataset: str, recipe: str | None = None, options: dict | None
     config = from_dict(RunConfig, data)
     config.validate()
     config.data.validate()
+    if config.data.root:  # absolute: checkpoints record it, and evaluate may run from another folder
+        config = replace(config, data=replace(config.data, root=str(Path(config.data.root).expanduser().resolve())))
     return config
 
 
@@ -62,6 +64,7 @@ def default_run_dir(config: RunConfig, kind: str, tag: str | None = None) -> Pat
 def _prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> None:
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
         ensure_writable_dir(run_dir, "--run-dir")
+        remove_stale_temps(run_dir, RUN_FILES)  # left by a kill -9 (atomic writes clean up otherwise)
         if (run_dir / "last.pt").exists() and not resume:
             raise UserError(f"'{run_dir}' already holds a run (last.pt). Pass --resume to continue it, "
                             "or choose another --run-dir.")

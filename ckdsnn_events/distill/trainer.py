@@ -21,7 +21,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ckdsnn_events import distributed
-from ckdsnn_events.checkpoints import load_checkpoint, load_model_state, save_checkpoint
+from ckdsnn_events.atomic import atomic_path
+from ckdsnn_events.checkpoints import load_checkpoint, load_model_state, recover_run_dir, save_checkpoint
 from ckdsnn_events.config import to_dict
 from ckdsnn_events.data.loaders import DatasetInfo, build_loaders
 from ckdsnn_events.distill.config import OptimConfig, RunConfig
@@ -132,9 +133,9 @@ def evaluate(model: nn.Module, loader, device: torch.device, kind: str, precisio
 def _truncate_metrics(path: Path, keep_epochs: int) -> None:
     if not path.exists():
         return
-    with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= keep_epochs]
-    with open(path, "w", newline="") as f:
+    with open(path, newline="") as f:  # a row torn by a kill has no whole epoch number: dropped
+        rows = [r for r in csv.DictReader(f) if (r.get("epoch") or "").isdigit() and int(r["epoch"]) <= keep_epochs]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, METRIC_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
@@ -210,6 +211,7 @@ def fit(
             loss_fn.load_state_dict(state["loss_module"])
         start_epoch, best_val, best_epoch = state["epoch"], state["best_val"], state.get("best_epoch", 0)
         if dist.is_main:
+            recover_run_dir(run_dir, state)  # a kill between last.pt and best.pt, temp files
             _truncate_metrics(metrics_path, start_epoch)
     elif last_path.exists():
         raise UserError(f"'{run_dir}' already holds a run (last.pt). Pass --resume to continue it, "
