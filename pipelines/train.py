@@ -47,9 +47,12 @@ def resolve_config(dataset: str, recipe: str | None = None, options: dict | None
     data.setdefault("data", {})["dataset"] = dataset
     flat = [f"{key}={json.dumps(value)}" for key, value in (options or {}).items() if value is not None]
     data = apply_overrides(data, flat + list(overrides))
-    config = from_dict(RunConfig, data)
-    config.validate()
-    config.data.validate()
+    try:
+        config = from_dict(RunConfig, data)
+        config.validate()
+        config.data.validate()
+    except UserError as err:  # say where the values came from
+        raise UserError(f"{err} (settings from recipe '{path}' and the command line)") from None
     if config.data.root:  # absolute: checkpoints record it, and evaluate may run from another folder
         config = replace(config, data=replace(config.data, root=str(Path(config.data.root).expanduser().resolve())))
     return config

@@ -95,3 +95,116 @@ class StoreTarget(Target):
 
 
 register(StoreTarget)
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+
+JUNK = (None, -1, 0, 2**62, 1e308, float("nan"), "x", "", [], [1, "a"], {}, {"a": 1}, True)
+
+
+def checkpoint_payload() -> dict:
+    from ckdsnn_events.models import build_teacher
+
+    model = build_teacher("resnet20", num_classes=3, in_channels=2, width=4)
+    return {"kind": "teacher", "arch": "resnet20", "width": 4, "num_classes": 3, "in_channels": 2, "neuron": None,
+            "dataset": {"name": "d", "classes": ["a", "b", "c"], "input_size": [8, 8], "timesteps": 2},
+            "epoch": 1, "best_val": 0.5, "best_epoch": 1, "metrics": {"epoch": 1}, "model": model.state_dict(),
+            "config": {"data": {}, "model": {}, "optim": {}}}
+
+
+def open_checkpoint(path: Path):
+    """What evaluate does with a checkpoint before the data: load, check, build the model it names."""
+    from ckdsnn_events.checkpoints import build_for_state, load_checkpoint
+    from ckdsnn_events.models import build_teacher
+
+    payload = load_checkpoint(path)
+    if payload["arch"] != "resnet20":  # another architecture name: the registry's own error
+        return payload
+    build_for_state(lambda: build_teacher("resnet20", num_classes=payload["num_classes"],
+                                          in_channels=payload["in_channels"], width=payload["width"]),
+                    payload["model"], path, "--checkpoint")
+    return payload
+
+
+class CheckpointTarget(Target):
+    name, suffix, cost = "checkpoint", ".pt", 5
+
+    def setup(self, work: Path) -> None:
+        from ckdsnn_events.checkpoints import content_hash, save_checkpoint
+
+        self.payload = checkpoint_payload()
+        save_checkpoint(work / "seed.pt", self.payload)
+        self.data = (work / "seed.pt").read_bytes()
+        self.hash = content_hash({"format": "ckdsnn-events/1", **self.payload})
+
+    def case(self, rng: random.Random, path: Path) -> Outcome:
+        from ckdsnn_events.checkpoints import content_hash, save_checkpoint
+
+        edited = rng.random() < 0.5
+        if edited:  # a field edited and the file re-saved with a valid hash: the schema must hold
+            payload = dict(self.payload)
+            key = rng.choice(list(payload))
+            if key == "model" and rng.random() < 0.5:
+                model = dict(payload["model"])
+                name = rng.choice(list(model))
+                model[name] = rng.choice([model[name] * float("nan"), model[name].reshape(-1)[:1], model[name].double(), "w"])
+                payload["model"] = model
+            elif key == "dataset" and rng.random() < 0.5:
+                payload["dataset"] = {**payload["dataset"], rng.choice(["classes", "input_size", "timesteps"]): rng.choice(JUNK)}
+            else:
+                payload[key] = rng.choice(JUNK)
+            save_checkpoint(path, payload)
+        else:
+            path.write_bytes(mutate(self.data, rng))
+
+        def oracle(payload):
+            if not edited and content_hash(payload) != self.hash:
+                return "a damaged file loaded with other content"
+            return ""
+
+        return run_case(open_checkpoint, path, oracle)
+
+
+# --- recipes ---------------------------------------------------------------------------------------
+
+
+class RecipeTarget(Target):
+    name, suffix, cost = "recipe", ".toml", 5
+
+    def setup(self, work: Path) -> None:
+        from ckdsnn_events.pipelines.train import recipe_path
+
+        self.text = recipe_path("digits-dvs").read_text()
+        self.lines = self.text.splitlines()
+
+    def case(self, rng: random.Random, path: Path) -> Outcome:
+        from ckdsnn_events.pipelines.train import resolve_config
+
+        if rng.random() < 0.5:  # one value replaced by a wrong one
+            lines = list(self.lines)
+            keyed = [i for i, line in enumerate(lines) if "=" in line and not line.startswith("#")]
+            i = rng.choice(keyed)
+            key = lines[i].split("=")[0].strip()
+            value = rng.choice(["-1", "0", "1e308", "nan", "inf", '"x"', "[]", "{}", "true", "99999999999999999999",
+                                "-0.5", '""', "1.5"])
+            lines[i] = f"{key} = {value}"
+            path.write_text("\n".join(lines) + "\n")
+        else:
+            path.write_bytes(mutate(self.text.encode(), rng))
+
+        def oracle(config):
+            try:
+                config.validate()
+                config.data.validate()
+            except Exception as err:  # noqa: BLE001 - a resolved config must validate
+                return f"resolved config fails validation: {err}"
+            o = config.optim
+            if not (o.epochs >= 1 and o.lr > 0 and o.lr < float("inf") and config.data.batch_size >= 1):
+                return f"out-of-range optim/data values accepted: {o}"
+            return ""
+
+        return run_case(lambda p: resolve_config("digits-dvs", recipe=str(p)), path, oracle)
+
+
+register(CheckpointTarget)
+register(RecipeTarget)
