@@ -140,11 +140,11 @@ def _checked_values(values: np.ndarray, field: str, source: str) -> np.ndarray:
     if low < 0:
         raise UserError(f"{source}: negative values in '{field}'; the file is corrupt.")
     # float(2**64 - 1) rounds to 2**64, so floats are compared with <, integers with <=
-    too_large = high >= float(_LIMITS[field]) + 1 if values.dtype.kind == "f" else int(high) > _LIMITS[field]
+    too_large = float(high) >= float(_LIMITS[field]) + 1 if values.dtype.kind == "f" else int(high) > _LIMITS[field]
     if too_large:
         raise UserError(f"{source}: '{field}' reaches {high}, more than the {_LIMITS[field]} it can hold; the "
                         "file is corrupt.")
-    return values.astype(EVENT_DTYPE[field]) if field != "p" else values.astype(np.int64)
+    return values.astype(EVENT_DTYPE[field]) if field != "p" else values  # p: checked to be 0/1 next
 
 
 def write_npz(path: str | os.PathLike, events: np.ndarray) -> None:
