@@ -10,6 +10,7 @@ forks a new one. A request costs one pipe round trip, not a fork.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import select
 import signal
@@ -76,6 +77,7 @@ class IsolatedWorker:
         # the decoder prints its panics (and backtraces) to stderr; the error message carries them
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
+        faulthandler.disable()  # (pytest enables it on its own copy of stderr)
         while True:
             try:
                 (length,) = _REQUEST.unpack(_read_exactly(request_fd, _REQUEST.size))

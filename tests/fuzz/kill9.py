@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CKD = [sys.executable, "-m", "ckdsnn_events.cli"]
 
 
-def run(args: list[str], out: Path, kill_at: float | None = None) -> tuple[int | None, float, float]:
-    """Run ``ckd-events args``; with ``kill_at``, SIGKILL it that many seconds after its start.
+def run(args: list[str], out: Path, kill_at: float | None = None, kill_after_first: float | None = None):
+    """Run ``ckd-events args``; SIGKILL it ``kill_at`` s after its start, or ``kill_after_first`` s
+    after the first file appears in ``out`` (a fresh folder: the stage has begun its work).
 
     Returns (exit code, or None if killed; seconds until the first file appeared in ``out``; total).
     """
@@ -39,7 +40,8 @@ def run(args: list[str], out: Path, kill_at: float | None = None) -> tuple[int |
         now = time.perf_counter() - started
         if first is None and out.exists() and any(out.iterdir()):
             first = now
-        if kill_at is not None and now >= kill_at:
+        if (kill_at is not None and now >= kill_at) or (
+                kill_after_first is not None and first is not None and now >= first + kill_after_first):
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             return None, first or now, now
@@ -65,8 +67,11 @@ def campaign(name: str, make_args, outputs_ok, compare, kills: int, rng: random.
     while done_kills < kills:
         trials += 1
         out = work / f"{name}-{trials}"
-        for _ in range(min(KILLS_PER_TRIAL, kills - done_kills)):
-            code, _, _ = run(make_args(out, resume=out.exists()), out, kill_at=rng.uniform(first, total))
+        for k in range(min(KILLS_PER_TRIAL, kills - done_kills)):
+            if k == 0:  # in the fresh folder: after the first output, within the reference's working time
+                code, _, _ = run(make_args(out), out, kill_after_first=rng.uniform(0, 0.9 * (total - first)))
+            else:  # while resuming (it may finish first: then no kill is counted)
+                code, _, _ = run(make_args(out, resume=out.exists()), out, kill_at=rng.uniform(first, total))
             if code is None:
                 done_kills += 1
                 print(f"  {name}: kill {done_kills} (trial {trials})", file=sys.stderr, flush=True)
