@@ -80,6 +80,8 @@ def campaign(name: str, make_args, outputs_ok, compare, kills: int, rng: random.
                     mismatches.append(f"after kill {done_kills}: {problem}")
         run(make_args(out, resume=out.exists()), out)
         problem = compare(reference, out)
+        print(f"  {name}: trial {trials} after {done_kills} kills: {problem or 'identical to the reference'}",
+              file=sys.stderr, flush=True)
         if problem:
             mismatches.append(f"trial {trials}: {problem}")
         shutil.rmtree(out)
@@ -184,7 +186,7 @@ def main() -> int:
             result = fn(args.kills, rng, Path(work))
             print(f"{stage}: {result['kills']} kills over {result['trials']} trials (reference run "
                   f"{result['reference_s']:.1f} s, {result['working_s']:.1f} s of it after the first output "
-                  "file, over which the kill moments are spread), {len(result['problems'])} problems; final outputs "
+                  f"file, over which the kill moments are spread), {len(result['problems'])} problems; final outputs "
                   + ("identical to the uninterrupted run" if not result["problems"] else "DIFFER"), flush=True)
             for problem in result["problems"]:
                 failed = True
