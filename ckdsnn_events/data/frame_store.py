@@ -57,6 +57,8 @@ def decode_chunk(payload: bytes, shape: tuple[int, ...], dtype=np.uint16) -> np.
     """Inverse of :func:`encode_chunk`."""
     itemsize = np.dtype(dtype).itemsize
     shuffled = np.frombuffer(zlib.decompress(payload), dtype=np.uint8).reshape(itemsize, -1)
+    if np.dtype(dtype) == np.dtype("<u2"):  # the frames' case: two contiguous byte planes, 3x faster than .T
+        return ((shuffled[1].astype(np.uint16) << 8) | shuffled[0]).reshape(shape)
     return np.ascontiguousarray(shuffled.T).view(dtype).reshape(shape)
 
 
@@ -213,13 +215,21 @@ class FrameStoreDataset(torch.utils.data.Dataset):
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
+            frames = self._file["frames"]
+            # chunks written by encode_chunk (shuffle + deflate, nothing else) are decoded by decode_chunk
+            self._own_decoder = (frames.compression == "gzip" and frames.shuffle and not frames.fletcher32
+                                 and frames.scaleoffset is None and frames.dtype == np.uint16)
         return self._file["frames"]
 
     def __getitem__(self, item: int):
         index = int(self.indices[item])
         dataset = self._frames()
-        check_chunk(dataset, index, self.checksums[index], self.path)
-        frames = torch.from_numpy(dataset[index].astype(np.float32))
+        mask, payload = check_chunk(dataset, index, self.checksums[index], self.path)
+        if mask == 0 and self._own_decoder:  # the checked bytes decoded here: one read, not two
+            counts = decode_chunk(payload, self.frame_shape)
+        else:
+            counts = dataset[index]
+        frames = torch.from_numpy(counts.astype(np.float32))
         if self.transform is not None:
             frames = self.transform(frames)
         return frames, int(self.labels_all[index])

@@ -128,14 +128,16 @@ def chunk_crc(payload: bytes) -> int:
     return zlib.crc32(payload) & 0xFFFFFFFF
 
 
-def check_chunk(frames: h5py.Dataset, index: int, expected: int, path) -> None:
-    """Raise a UserError if sample ``index``'s stored chunk does not match its checksum."""
+def check_chunk(frames: h5py.Dataset, index: int, expected: int, path) -> tuple[int, bytes]:
+    """Sample ``index``'s stored chunk as ``(filter mask, bytes)``; UserError if it does not match
+    its checksum."""
     try:
-        _, payload = frames.id.read_direct_chunk((index,) + (0,) * (frames.ndim - 1))
+        mask, payload = frames.id.read_direct_chunk((index,) + (0,) * (frames.ndim - 1))
     except H5_ERRORS as err:
         raise _bad(path, f"sample {index} cannot be read: {str(err)[:120]}") from None
     if chunk_crc(payload) != int(expected):
         raise _bad(path, f"sample {index} does not match its checksum")
+    return mask, payload
 
 
 def bad_samples(path: str | os.PathLike) -> list[int]:

@@ -133,7 +133,7 @@ def training_campaign(kills: int, rng: random.Random, work: Path) -> dict:
                        stdout=subprocess.DEVNULL, cwd=ROOT)
         subprocess.run(CKD + ["preprocess", "--dataset", "digits-dvs", "--root", str(recordings), "--out", str(frames),
                               "-T", "3", "--size", "16", "--workers", "0"], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-    settings = ["data.val_fraction=0.34", "model.teacher_width=8", "teacher_optim.epochs=4",
+    settings = ["data.val_fraction=0.34", "model.teacher_width=8", "model.student_width=8", "teacher_optim.epochs=4",
                 "teacher_optim.warmup_epochs=0", "teacher_optim.lr=0.05", "data.workers=0", "data.batch_size=8"]
 
     def make_args(out, resume=False):
