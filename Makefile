@@ -7,7 +7,7 @@ DATA ?= data
 WORKERS ?= 2
 RUNS ?= runs
 
-.PHONY: install test demo results bench energy-report clean
+.PHONY: install test demo results bench energy-report fuzz kill9 clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ results: demo
 # The energy report of the most recent student run (or RUN=runs/<dataset>/<run>).
 energy-report:
 	$(CKD) energy $(if $(RUN),--run-dir $(RUN),--latest --runs-root $(RUNS))
+
+# The fuzzers at full size: 10,000 mutants per reader (fewer of the slower targets); see tests/fuzz/.
+FUZZ_CASES ?= 10000
+fuzz:
+	$(PY) tests/fuzz/run.py --cases $(FUZZ_CASES) --json fuzz-results.json
+
+# kill -9 of preprocess and training at random moments; final outputs compared with an uninterrupted run.
+kill9:
+	$(PY) tests/fuzz/kill9.py
 
 bench:
 	$(PY) benchmarks/bench_framing.py

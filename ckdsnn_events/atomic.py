@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -48,3 +49,17 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def remove_stale_temps(directory: str | os.PathLike, names: list[str]) -> list[Path]:
+    """Remove the temporary files :func:`atomic_path` left beside ``directory/<name>`` when a
+    process was killed (kill -9 skips its clean-up). Call it where one process owns the
+    directory, before writing there. Returns the files removed."""
+    removed = []
+    for name in names:
+        for tmp in Path(directory).glob(f".{glob.escape(name)}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+

@@ -127,6 +127,8 @@ def load_toml(path: str | os.PathLike) -> dict:
         raise UserError(f"recipe '{path}' does not exist.") from None
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"recipe '{path}' is not valid TOML: {err}.") from None
+    except UnicodeDecodeError as err:  # tomllib decodes UTF-8 itself and lets this through
+        raise UserError(f"recipe '{path}' is not UTF-8 text ({err.reason} at byte {err.start}).") from None
     except OSError as err:
         raise UserError(f"cannot read recipe '{path}': {err.strerror or err}.") from None
 

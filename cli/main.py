@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from ckdsnn_events import __version__
-from ckdsnn_events.cli import ablate, data, demo, export, models, plot, reports, train
+from ckdsnn_events.cli import ablate, data, demo, export, models, plot, reports, train, verify
 from ckdsnn_events.errors import UserError
 
 
@@ -56,3 +56,4 @@ main.add_command(reports.saliency)
 main.add_command(demo.demo)
 main.add_command(models.models)
 main.add_command(export.export)
+main.add_command(verify.verify)

@@ -7,13 +7,15 @@ stores are up to date. A store made with a different config is never overwritten
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm import tqdm
 
-from ckdsnn_events.atomic import atomic_path, ensure_writable_dir
+from ckdsnn_events.atomic import atomic_path, ensure_writable_dir, remove_stale_temps
 from ckdsnn_events.data.event_datasets import COMPRESSIONS, EVENT_DATASETS
 from ckdsnn_events.data.event_folders import EventFolder
 from ckdsnn_events.data.event_sources import default_timesteps, frame_size, open_event_source, resolve_protocol
@@ -27,8 +29,10 @@ from ckdsnn_events.data.frame_store import (
     read_store_attrs,
 )
 from ckdsnn_events.data.splits import split_by_protocol
+from ckdsnn_events.data.store_check import bad_samples
 from ckdsnn_events.errors import Interrupted, UserError
 from ckdsnn_events.events.framing import BIN_MODES, to_count_frames
+from ckdsnn_events.limits import check_fits, format_bytes
 from ckdsnn_events.workers import worker_results
 
 SPLITS = ("train", "test")
@@ -74,6 +78,16 @@ class PreprocessConfig:
             raise UserError(f"--workers must be >= 0 (0: work in this process), got {self.workers}.")
         if self.format not in ("auto", "aedat", "aedat4", "npz"):
             raise UserError(f"--format must be auto, aedat, aedat4 or npz; got '{self.format}'.")
+
+
+def _check_frame_size(shape: tuple[int, ...], workers: int) -> None:
+    """One sample is one HDF5 chunk (< 4 GiB); framing holds ~8 bytes per frame cell per worker."""
+    cells = math.prod(shape)
+    what = f"-T {shape[0]} with --size {shape[3]}x{shape[2]}"
+    if cells * 2 >= 2**32:
+        raise UserError(f"{what} makes {format_bytes(cells * 2)} frames per sample, more than an HDF5 chunk holds "
+                        "(4 GiB); use fewer time steps or a smaller --size.")
+    check_fits(cells * 8 * max(1, workers), what, "Use fewer time steps, a smaller --size or fewer --workers.")
 
 
 @dataclass
@@ -175,8 +189,13 @@ def run_preprocess(config: PreprocessConfig, progress: bool = True) -> Preproces
     labels = folder.labels
     split_idx = dict(zip(SPLITS, split_by_protocol(protocol, labels, [r.relpath for r in folder.recordings],
                                                    getattr(folder, "official", None), config.dataset)))
+    if len(split_idx["train"]) == 0:
+        raise UserError(f"--split-protocol {protocol} leaves no training recording in any class ({len(labels)} "
+                        f"recordings in {len(folder.classes)} classes); use a larger training fraction.")
+    remove_stale_temps(out, [f"{split}.h5" for split in SPLITS] + [".preprocess.partial.json"])
     result = PreprocessResult(folder.form, str(folder.folder), {}, protocol=str(protocol))
     shape = (timesteps, 2, *size)
+    _check_frame_size(shape, config.workers)
 
     todo: dict[str, dict] = {}
     for split in SPLITS:
@@ -184,15 +203,15 @@ def run_preprocess(config: PreprocessConfig, progress: bool = True) -> Preproces
             continue
         path = out / f"{split}.h5"
         attrs = {"config": framing_config(config, folder, split, str(protocol), size, timesteps),
-                 "fingerprint": fingerprint, "classes": list(folder.classes), "split_protocol": str(protocol)}
+                 "fingerprint": fingerprint, "classes": list(folder.classes), "split_protocol": str(protocol),
+                 "source_root": str(Path(config.root).resolve())}
         if path.exists():
-            old = read_store_attrs(path)
-            same = old.get("config") == attrs["config"] and old.get("fingerprint") == fingerprint
-            if same and not config.overwrite:
+            state, old = _existing_store(path, attrs, config.overwrite)
+            if state == "up to date":
                 result.splits[split] = SplitResult(str(path), len(split_idx[split]) - len(old.get("skipped", [])),
                                                    "up to date", old.get("skipped", []))
                 continue
-            if not same and not config.overwrite:
+            if state == "different":
                 raise UserError(
                     f"'{path}' already holds frames made with a different config or source "
                     f"({_describe_difference(old.get('config', {}), attrs['config'])}). "
@@ -232,6 +251,26 @@ def run_preprocess(config: PreprocessConfig, progress: bool = True) -> Preproces
     key_path.unlink(missing_ok=True)
     result.wall_s = time.perf_counter() - t_start
     return result
+
+
+def _existing_store(path, attrs: dict, overwrite: bool) -> tuple[str, dict]:
+    """``("up to date" | "rebuild" | "different", old attrs)`` for the store already at ``path``.
+
+    A store with this config and these sources is up to date only if its structure and every
+    sample's checksum are intact; a damaged one is rebuilt (it is known how). One that cannot be
+    opened is replaced with ``overwrite``; without it the error says how to rebuild it.
+    """
+    try:
+        old = read_store_attrs(path)
+    except UserError:
+        if overwrite:
+            return "rebuild", {}
+        raise
+    if old.get("config") != attrs["config"] or old.get("fingerprint") != attrs["fingerprint"]:
+        return ("rebuild" if overwrite else "different"), old
+    if overwrite or bad_samples(path):
+        return "rebuild", old
+    return "up to date", old
 
 
 def _run_key(todo: dict) -> str:

@@ -13,8 +13,8 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from ckdsnn_events.atomic import ensure_writable_dir
-from ckdsnn_events.checkpoints import load_checkpoint
+from ckdsnn_events.atomic import ensure_writable_dir, remove_stale_temps
+from ckdsnn_events.checkpoints import RUN_FILES, load_checkpoint
 from ckdsnn_events.config import apply_overrides, apply_values, from_dict, load_toml, to_dict, write_toml
 from ckdsnn_events.distill.config import RunConfig
 from ckdsnn_events.distill.presets import apply_preset
@@ -53,9 +53,14 @@ def resolve_config(dataset: str, recipe: str | None = None, options: dict | None
     if preset is not None:
         data = apply_preset(data, preset)
     data = apply_overrides(apply_values(data, options or {}), overrides)
-    config = from_dict(RunConfig, data)
-    config.validate()
-    config.data.validate()
+    try:
+        config = from_dict(RunConfig, data)
+        config.validate()
+        config.data.validate()
+    except UserError as err:  # say where the values came from
+        raise UserError(f"{err} (settings from recipe '{path}' and the command line)") from None
+    if config.data.root:  # absolute: checkpoints record it, and evaluate may run from another folder
+        config = replace(config, data=replace(config.data, root=str(Path(config.data.root).expanduser().resolve())))
     return config
 
 
@@ -68,6 +73,7 @@ def default_run_dir(config: RunConfig, kind: str, tag: str | None = None) -> Pat
 def _prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool, kind: str) -> None:
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
         ensure_writable_dir(run_dir, "--run-dir")
+        remove_stale_temps(run_dir, RUN_FILES)  # left by a kill -9 (atomic writes clean up otherwise)
         check_run_dir_free(run_dir, resume)
         if (run_dir / "last.pt").exists():  # before config.toml is rewritten: refuse other model options
             last = load_checkpoint(run_dir / "last.pt", kind, "--resume")
@@ -108,6 +114,10 @@ def load_teacher(config: RunConfig, path: str | os.PathLike, info, option: str =
                         f"(set --set model.teacher={payload.get('arch')})")
     if problems:
         raise UserError(f"{option} '{path}' does not fit this run: " + "; ".join(problems) + ".")
+    if config.model.init_from_teacher and payload["width"] != config.model.student_width:
+        raise UserError(f"{option} '{path}' has width {payload['width']}, the student {config.model.student_width}, and "
+                        "model.init_from_teacher copies the teacher's weights into the student: pass --set "
+                        f"model.student_width={payload['width']}, or --set model.init_from_teacher=false.")
     _, teacher = model_from_checkpoint(payload, config, info, path, option)
     return teacher
 
@@ -183,7 +193,11 @@ def load_trained(checkpoint: str | os.PathLike, overrides: dict | None = None, k
     from ckdsnn_events.data.loaders import build_loaders
 
     payload = load_checkpoint(checkpoint, kind, option)
-    config = from_dict(RunConfig, payload["config"])
+    try:
+        config = from_dict(RunConfig, payload["config"])
+        config.validate()
+    except UserError as err:
+        raise UserError(f"{option} '{checkpoint}' holds an invalid config ({err}).") from None
     if overrides:
         config = replace(config, data=replace(config.data, **{k: v for k, v in overrides.items() if v is not None}))
         config.data.validate()

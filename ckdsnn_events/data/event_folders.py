@@ -119,13 +119,16 @@ class EventFolder:
         digest = hashlib.sha256()
         digest.update(f"{self.form}|{','.join(self.classes)}".encode())
         for rec in self.recordings:
-            size = rec.path.stat().st_size
-            digest.update(f"|{rec.relpath}|{size}|".encode())
-            with open(rec.path, "rb") as f:
-                digest.update(f.read(4096))
-                if size > 4096:
-                    f.seek(max(4096, size - 4096))
-                    digest.update(f.read())
+            try:
+                size = rec.path.stat().st_size
+                digest.update(f"|{rec.relpath}|{size}|".encode())
+                with open(rec.path, "rb") as f:
+                    digest.update(f.read(4096))
+                    if size > 4096:
+                        f.seek(max(4096, size - 4096))
+                        digest.update(f.read())
+            except OSError as err:  # a dangling link, a folder named x.aedat: its reader reports it
+                digest.update(f"|{rec.relpath}|unreadable {err.errno}|".encode())
         return digest.hexdigest()
 
 

@@ -7,6 +7,7 @@ File layout (``train.h5`` / ``test.h5``)::
     labels        (N,) int64
     source_files  (N,) utf-8 str, relative to the dataset folder
     n_events      (N,) int64, events in each source recording
+    checksums     (N,) uint32, CRC-32 of each sample's chunk as stored (see ``store_check``)
     attrs: config (JSON: the full framing config), fingerprint (of the source files),
            classes (JSON list), skipped (JSON list of {file, error}), tool_version
 
@@ -36,6 +37,7 @@ import torch
 from ckdsnn_events import __version__
 from ckdsnn_events.atomic import atomic_path
 from ckdsnn_events.data.event_datasets import COMPRESSIONS, DEFAULT_COMPRESSION  # noqa: F401  (re-exported)
+from ckdsnn_events.data.store_check import CHECKSUMS, chunk_crc, check_chunk, open_store
 from ckdsnn_events.errors import UserError
 
 GZIP_LEVEL = 1  # level 1 compresses count frames to within a few % of level 9, several times faster
@@ -94,6 +96,8 @@ def decode_chunk(payload: bytes, shape: tuple[int, ...], dtype=np.uint16, compre
         return scratch[...]
     itemsize = np.dtype(dtype).itemsize
     shuffled = np.frombuffer(zlib.decompress(payload), dtype=np.uint8).reshape(itemsize, -1)
+    if np.dtype(dtype) == np.dtype("<u2"):  # the frames' case: two contiguous byte planes, 3x faster than .T
+        return ((shuffled[1].astype(np.uint16) << 8) | shuffled[0]).reshape(shape)
     return np.ascontiguousarray(shuffled.T).view(dtype).reshape(shape)
 
 
@@ -184,6 +188,7 @@ def assemble_store(
                 shuffle=bool(good) and compression != "none",
                 track_times=False,
             )
+            checksums = np.zeros(len(good), dtype=np.uint32)
             with open(log.path, "rb") as src:
                 for j, i in enumerate(good):
                     rec = log.records[i]
@@ -192,7 +197,9 @@ def assemble_store(
                     if compression == "lzf":
                         (mask,) = _LZF_MASK.unpack_from(payload)
                         payload = payload[_LZF_MASK.size:]
+                    checksums[j] = chunk_crc(payload)  # of the bytes as stored, which load reads back
                     frames.id.write_direct_chunk((j,) + (0,) * len(frame_shape), payload, filter_mask=mask)
+            f.create_dataset(CHECKSUMS, data=checksums, track_times=False)
             f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64)[good], track_times=False)
             f.create_dataset(
                 "source_files",
@@ -214,21 +221,8 @@ def assemble_store(
 
 
 def read_store_attrs(path: str | os.PathLike) -> dict:
-    """The attributes of a store, JSON values decoded. Raises UserError for unreadable files."""
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = dict(f.attrs)
-    except OSError as err:
-        raise UserError(
-            f"{path}: not a readable frame store ({err}). Re-create it with ckd-events preprocess."
-        ) from None
-    out = {}
-    for key, value in attrs.items():
-        try:
-            out[key] = json.loads(value) if key != "fingerprint" and key != "tool_version" else value
-        except (TypeError, json.JSONDecodeError):
-            out[key] = value
-    return out
+    """The attributes of a store, JSON values decoded, after :func:`store_check.open_store`'s checks."""
+    return open_store(path).attrs
 
 
 class FrameStoreDataset(torch.utils.data.Dataset):
@@ -246,20 +240,10 @@ class FrameStoreDataset(torch.utils.data.Dataset):
 
     def __init__(self, path: str | os.PathLike, indices=None, transform=None):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(
-                f"frame store '{self.path}' does not exist. Create it with: "
-                "ckd-events preprocess --dataset ... --out DIR"
-            )
-        attrs = read_store_attrs(self.path)
-        try:
-            with h5py.File(self.path, "r") as f:
-                self.labels_all = f["labels"][:]
-                self.frame_shape = tuple(f["frames"].shape[1:])
-        except KeyError as err:
-            raise UserError(f"{self.path}: not a frame store (missing {err}). Re-create it with ckd-events preprocess.") from None
-        self.classes = attrs.get("classes", [])
-        self.config = attrs.get("config", {})
+        info = open_store(self.path)  # structure checked once; each sample's checksum as it is read
+        self.labels_all, self.frame_shape, self.checksums = info.labels, info.frame_shape, info.checksums
+        self.classes = info.classes
+        self.config = info.config
         self.indices = np.arange(len(self.labels_all)) if indices is None else np.asarray(indices)
         self.transform = transform
         self._file = None
@@ -276,11 +260,23 @@ class FrameStoreDataset(torch.utils.data.Dataset):
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
+            frames = self._file["frames"]
+            # chunks as encode_chunk writes them (gzip: shuffle + deflate; none: raw) are decoded by decode_chunk
+            self._compression = str(self._file.attrs.get("compression", "gzip"))
+            filters = {"gzip": ("gzip", True), "none": (None, False)}.get(self._compression)  # lzf: h5py decodes
+            self._own_decoder = (filters == (frames.compression, frames.shuffle) and not frames.fletcher32
+                                 and frames.scaleoffset is None and frames.dtype == np.uint16)
         return self._file["frames"]
 
     def __getitem__(self, item: int):
         index = int(self.indices[item])
-        frames = torch.from_numpy(self._frames()[index].astype(np.float32))
+        dataset = self._frames()
+        mask, payload = check_chunk(dataset, index, self.checksums[index], self.path)
+        if mask == 0 and self._own_decoder:  # the checked bytes decoded here: one read, not two
+            counts = decode_chunk(payload, self.frame_shape, compression=self._compression)
+        else:
+            counts = dataset[index]
+        frames = torch.from_numpy(counts.astype(np.float32))
         if self.transform is not None:
             frames = self.transform(frames)
         return frames, int(self.labels_all[index])

@@ -123,17 +123,17 @@ class RunConfig:
         for name, optim in (("optim", self.optim), ("teacher_optim", self.teacher_optim)):
             if optim.epochs < 1:
                 raise UserError(f"{name}.epochs must be at least 1, got {optim.epochs}.")
-            if not optim.lr > 0:
-                raise UserError(f"{name}.lr must be positive, got {optim.lr}.")
+            if not 0 < optim.lr < float("inf"):
+                raise UserError(f"{name}.lr must be positive and finite, got {optim.lr}.")
             if not 0 <= optim.momentum < 1:
                 raise UserError(f"{name}.momentum must be in [0, 1), got {optim.momentum}.")
-            if optim.weight_decay < 0:
+            if not 0 <= optim.weight_decay < float("inf"):
                 raise UserError(f"{name}.weight_decay must be >= 0, got {optim.weight_decay}.")
             if not 0 <= optim.warmup_epochs < optim.epochs:
                 raise UserError(f"{name}.warmup_epochs must be in [0, epochs), got {optim.warmup_epochs}.")
             if optim.bn_stats_samples < 0:
                 raise UserError(f"{name}.bn_stats_samples must be >= 0 (0: off), got {optim.bn_stats_samples}.")
-            if optim.grad_clip is not None and not optim.grad_clip > 0:
+            if optim.grad_clip is not None and not 0 < optim.grad_clip < float("inf"):
                 raise UserError(f"{name}.grad_clip must be positive, got {optim.grad_clip}.")
         from ckdsnn_events.distill.losses import DistillationLoss
         from ckdsnn_events.distill.precision import check_precision

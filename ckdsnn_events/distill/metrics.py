@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from ckdsnn_events.atomic import atomic_path
+
 from torch import nn
 
 from ckdsnn_events.models import LIF
@@ -50,12 +52,13 @@ def metrics_row(epoch: int, lr: float, seconds: float, train: dict, val: dict, t
 
 
 def truncate_metrics(path: Path, keep_epochs: int) -> None:
-    """Drop the rows of epochs after ``keep_epochs`` (a resumed run trains them again)."""
+    """Drop the rows of epochs after ``keep_epochs`` (a resumed run trains them again), and a row
+    torn by a kill (no whole epoch number); rewritten atomically."""
     if not path.exists():
         return
     with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= keep_epochs]
-    with open(path, "w", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if (r.get("epoch") or "").isdigit() and int(r["epoch"]) <= keep_epochs]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, METRIC_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ckdsnn_events.checkpoints import load_model_state
+from ckdsnn_events.checkpoints import build_for_state
 from ckdsnn_events.config import to_dict
 from ckdsnn_events.data.loaders import DatasetInfo
 from ckdsnn_events.distill.config import ModelConfig, RunConfig
@@ -100,9 +100,9 @@ def model_from_checkpoint(payload: dict, config: RunConfig, info: DatasetInfo, p
     kind = payload["kind"]
     width = {"teacher_width" if kind == "teacher" else "student_width": payload.get("width")}
     config = replace(config, model=replace(config.model, **width))
-    model = make_model(kind, config, info)
+    # the shapes are checked on the meta device first: edited fields cannot make a huge model
+    model = build_for_state(lambda: make_model(kind, config, info), payload["model"], path, option)
     check_same_options(payload.get("options"), recorded_options(model), f"{option} '{path}'")
-    load_model_state(model, payload["model"], path, option)
     return config, model
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ckdsnn_events import distributed
-from ckdsnn_events.checkpoints import load_checkpoint, load_model_state, save_checkpoint
+from ckdsnn_events.checkpoints import load_checkpoint, load_model_state, recover_run_dir, save_checkpoint
 from ckdsnn_events.data.batch import Batch
 from ckdsnn_events.data.loaders import build_loaders
 from ckdsnn_events.distill.config import OptimConfig, RunConfig
@@ -225,6 +225,7 @@ def fit(
             loss_module.load_state_dict(state["loss_module"])
         start_epoch, best_val, best_epoch = state["epoch"], state["best_val"], state.get("best_epoch", 0)
         if dist.is_main:
+            recover_run_dir(run_dir, state)  # a kill between last.pt and best.pt, temp files
             truncate_metrics(metrics_path, start_epoch)
     if dist.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

@@ -5,6 +5,13 @@ that start with ``#`` (the first one is ``#!AER-DAT2.0``; jAER ends lines with C
 writers with LF; the number of lines varies), then records of two **big-endian** uint32 words:
 address, then timestamp (microseconds, absolute).
 
+Where the header ends follows jAER's ``AEFileInputStream``/``AEFileOutputStream``: the writer
+emits ``'#' + text + CRLF`` lines, newer versions end with ``#End Of ASCII Header``; the reader
+stops at that line or at the first line that does not start with ``#``. jAER then trusts the
+bytes of every ``#`` line; here a ``#`` line must be text (no control bytes, no bare CR), because
+binary bytes in a "header line" mean a damaged header or a first record that begins with ``#``,
+and guessing would drop records silently. The payload must then be a whole number of records.
+
 DVS128 address: bit 0 = polarity bit, bits 1-7 = x field, bits 8-14 = y field, bit 15 = external
 (sync) event; higher bits are 0.
 
@@ -21,6 +28,7 @@ events. External events (bit 15) carry no pixel and are dropped.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numba
@@ -33,6 +41,9 @@ from ckdsnn_events.events.records import record_bytes, store_record
 from ckdsnn_events.events.types import DVS128_SENSOR_SIZE, EVENT_DTYPE, check_events, make_events
 
 VERSION_LINE = b"#!AER-DAT2.0"
+# jAER's AEDataFile.END_OF_HEADER_STRING, written by newer jAER versions as the last header line
+END_OF_HEADER = b"#End Of ASCII Header"
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _RECORD_BYTES = 8
 
 
@@ -57,16 +68,42 @@ def _header_end(data: bytes, source: str) -> int:
         raise UserError(
             f"{source}: header says '{version}', expected '#!AER-DAT2.0' for a .aedat file.{hint}"
         )
-    pos = 0
+    pos = line_no = 0
     while pos < len(data) and data[pos : pos + 1] == b"#":
+        line_no += 1
         newline = data.find(b"\n", pos)
         if newline < 0:
             raise UserError(
                 f"{source}: the header never ends (no line break after byte {pos}); the file "
                 "is truncated. Re-download or re-extract it."
             )
+        line = data[pos:newline]
+        _check_header_line(line, line_no, pos, source)
         pos = newline + 1
+        if line.rstrip(b"\r").lower() == END_OF_HEADER.lower():
+            break  # jAER's explicit end: what follows is data, even a record starting with '#'
     return pos
+
+
+def _check_header_line(line: bytes, line_no: int, pos: int, source: str) -> None:
+    """Refuse a ``#`` line that is not text: jAER writes header lines as text ending in CRLF.
+
+    A control byte (other than a tab, or the CR of the CRLF) means the scan has run into binary
+    data: a header line that ends in a bare CR, or records after a header whose first record
+    begins with ``#`` (0x23). Taking such bytes as header would silently drop records, so the
+    file is refused instead.
+    """
+    body = line[:-1] if line.endswith(b"\r") else line
+    bad = _CONTROL.search(body)
+    if bad is None:
+        return
+    what = "a bare CR (jAER ends header lines with CRLF)" if body[bad.start()] == 0x0D else (
+        f"the binary byte 0x{body[bad.start()]:02x}")
+    raise UserError(
+        f"{source}: header line {line_no} (byte {pos}) holds {what}, so where the events start "
+        "is ambiguous: the header is damaged or the first record begins with '#'. Re-export the "
+        "file with jAER, or pass --skip-bad to leave it out."
+    )
 
 
 def _read_payload(path: str | os.PathLike) -> np.ndarray:

@@ -20,6 +20,10 @@ import numba
 import numpy as np
 
 from ckdsnn_events.events.types import make_events
+from ckdsnn_events.limits import check_fits
+
+
+MAX_CONTRAST = math.log(1.01 / 0.01)  # the largest log-intensity step a [0, 1] image makes
 
 
 @dataclass(frozen=True)
@@ -50,15 +54,20 @@ class SimulatorConfig:
             "saccade_ms": self.saccade_ms > 0,
             "amplitude_px": self.amplitude_px >= 0,
             "step_us": self.step_us >= 1,
-            "threshold": self.threshold > 0,
+            # log(frame + 0.01) spans log(0.01)..log(1.01): a larger threshold never fires
+            "threshold": 0 < self.threshold < MAX_CONTRAST,
             "threshold_sigma": self.threshold_sigma >= 0,
             "refractory_us": self.refractory_us >= 0,
-            "noise_hz": self.noise_hz >= 0,
+            "noise_hz": 0 <= self.noise_hz < math.inf,
             "background": 0 <= self.background <= 1,
         }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is out of range")
+        # noise events: int64 t, x, y + uint8 p, concatenated (a copy) and sorted into 13-byte events
+        noise = self.noise_hz * self.sensor_width * self.sensor_height * self.duration_us * 1e-6
+        check_fits(noise * 70, f"--noise-hz {self.noise_hz:g} ({noise:.3g} noise events per recording)",
+                   "Use a smaller --noise-hz (real DVS background activity is 0.1-10 Hz per pixel).")
 
     @property
     def duration_us(self) -> int:
