@@ -80,10 +80,11 @@ class PreprocessConfig:
             raise UserError(f"--format must be auto, aedat, aedat4 or npz; got '{self.format}'.")
 
 
-def _check_frame_size(shape: tuple[int, ...], workers: int) -> None:
+def _check_frame_size(shape: tuple[int, ...], config: PreprocessConfig) -> None:
     """One sample is one HDF5 chunk (< 4 GiB); framing holds ~8 bytes per frame cell per worker."""
-    cells = math.prod(shape)
-    what = f"-T {shape[0]} with --size {shape[3]}x{shape[2]}"
+    cells, workers = math.prod(shape), config.workers
+    size = config.size if isinstance(config.size, int) else f"{shape[3]}x{shape[2]}"
+    what = f"-T {shape[0]} with --size {size}"
     if cells * 2 >= 2**32:
         raise UserError(f"{what} makes {format_bytes(cells * 2)} frames per sample, more than an HDF5 chunk holds "
                         "(4 GiB); use fewer time steps or a smaller --size.")
@@ -190,12 +191,13 @@ def run_preprocess(config: PreprocessConfig, progress: bool = True) -> Preproces
     split_idx = dict(zip(SPLITS, split_by_protocol(protocol, labels, [r.relpath for r in folder.recordings],
                                                    getattr(folder, "official", None), config.dataset)))
     if len(split_idx["train"]) == 0:
-        raise UserError(f"--split-protocol {protocol} leaves no training recording in any class ({len(labels)} "
-                        f"recordings in {len(folder.classes)} classes); use a larger training fraction.")
+        option = f"--split {config.split}" if config.split_protocol is None else f"--split-protocol {protocol}"
+        raise UserError(f"{option} leaves no training recording in any class ({len(labels)} recordings in "
+                        f"{len(folder.classes)} classes); use a larger training fraction.")
     remove_stale_temps(out, [f"{split}.h5" for split in SPLITS] + [".preprocess.partial.json"])
     result = PreprocessResult(folder.form, str(folder.folder), {}, protocol=str(protocol))
     shape = (timesteps, 2, *size)
-    _check_frame_size(shape, config.workers)
+    _check_frame_size(shape, config)
 
     todo: dict[str, dict] = {}
     for split in SPLITS:

@@ -70,9 +70,9 @@ def _rebuild_options(path: Path, root: str | None, workers: int, overwrite: bool
     try:
         return PreprocessConfig(
             dataset=config["dataset"], root=root, out=str(path.parent), format=config["form"],
-            timesteps=config["timesteps"], size=config["size"][0], bins=config["bins"],
-            window_us=config["window_us"], split=config["train_fraction"], workers=workers,
-            skip_bad=config["skip_bad"], overwrite=overwrite,
+            timesteps=config["timesteps"], size=(config["size"][1], config["size"][0]), bins=config["bins"],
+            window_us=config["window_us"], split_protocol=config["split_protocol"],
+            compression=config["compression"], workers=workers, skip_bad=config["skip_bad"], overwrite=overwrite,
         )
     except (KeyError, TypeError, IndexError):
         raise UserError(f"{path}: its config lacks the preprocess options; run the preprocess command that "

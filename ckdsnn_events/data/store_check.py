@@ -60,7 +60,7 @@ def _attrs(path: Path, raw: dict) -> dict:
     for key, value in raw.items():
         if isinstance(value, bytes):
             value = value.decode("utf-8", errors="replace")
-        if key in ("fingerprint", "tool_version", "source_root"):
+        if key in ("fingerprint", "tool_version", "source_root", "split_protocol", "compression"):  # plain text
             out[key] = str(value)
             continue
         try:
