@@ -276,3 +276,25 @@ def test_bad_teacher_weights(tiny_frames, tmp_path, content, fragment):
             "--set", "model.teacher_width=8", "--set", "model.student_width=8"]
     assert_user_error(CliRunner().invoke(main, args), "--teacher-weights", fragment)
     assert not (tmp_path / "runs" / "digits-dvs").exists() or not list((tmp_path / "runs").rglob("best.pt"))
+
+
+@pytest.mark.parametrize("name, width, neuron", [
+    ("spikformer-4-384", 16, None),  # Spikformer's own: LIF, sigmoid surrogate, detach_reset
+    # Norse's IAF has no ATan surrogate nor a detached reset: SEW's IF with the triangle here
+    ("sew-resnet18-cifar", 4, LIFParameters(neuron="if")),
+])
+def test_zoo_students_equal_on_both_neuron_backends(name, width, neuron):
+    torch.manual_seed(0)
+    fused = build_student(name, num_classes=3, in_channels=2, width=width, neuron=neuron).double()
+    norse = build_student(name, num_classes=3, in_channels=2, width=width, neuron=neuron, neuron_backend="norse").double()
+    norse.load_state_dict(fused.state_dict())
+    assert {type(m).__name__ for m in norse.modules() if isinstance(m, LIF)} == {"NorseLIF"}
+    x = torch.rand(3, 2, 2, 16, 16, dtype=torch.float64) * 2
+    (a, ra), (b, rb) = fused(x, return_spikes=True), norse(x, return_spikes=True)
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    for key in fused.spike_keys:
+        torch.testing.assert_close(ra[key], rb[key], rtol=0, atol=0)
+    (a.sum() + ra[fused.spike_keys[-1]].sum()).backward()
+    (b.sum() + rb[norse.spike_keys[-1]].sum()).backward()
+    for (k, p), q in zip(fused.named_parameters(), norse.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-10, msg=k)

@@ -121,7 +121,7 @@ def build_student(
     num_classes: int = 10,
     in_channels: int = 3,
     width: Optional[int] = None,
-    neuron: Union[LIFParameters, Mapping] = LIFParameters(),
+    neuron: Union[LIFParameters, Mapping, None] = None,
     *,
     last_block: str = "lif",
     head: str = "linear",
@@ -134,7 +134,8 @@ def build_student(
     Args:
         name: one of :data:`STUDENTS`.
         num_classes, in_channels, width: as for :func:`build_teacher`.
-        neuron: parameters of every LIF layer (or their ``dataclasses.asdict``).
+        neuron: parameters of every spiking layer (or their ``dataclasses.asdict``); None: the
+            architecture's own (CKDSNN's LIF for the ResNets, SEW-ResNet's IF/ATan, Spikformer's LIF/sigmoid).
         last_block: "lif" or "relu" (the released CKDSNN code's); see :mod:`.arch`.
         head: "linear" or "projector" (the released code's fc2 -> fc1).
         downsample: "conv", "avgpool" or None (the architecture's own).
@@ -147,12 +148,14 @@ def build_student(
         if (last_block, head, downsample) != ("lif", "linear", None):
             raise UserError(f"model.last_block / head / downsample apply to the ResNets of models.arch, not to "
                             f"{name!r}; leave them at lif / linear / unset.")
-        model = build_zoo_student(name, num_classes, in_channels, width, _neuron(neuron), LIF, connect)
+        model = build_zoo_student(name, num_classes, in_channels, width, None if neuron is None else _neuron(neuron),
+                                  LIF, connect)
         return use_neuron_backend(model, neuron_backend)
     spec = get_arch(name, "student", RESNET_STUDENTS + ZOO_STUDENTS)
     _check_common(num_classes, in_channels, width)
     options = ArchOptions(last_block=last_block, head=head, downsample=downsample)
-    return use_neuron_backend(SpikingResNet(spec, num_classes, in_channels, width, _neuron(neuron), options),
+    neuron = LIFParameters() if neuron is None else _neuron(neuron)
+    return use_neuron_backend(SpikingResNet(spec, num_classes, in_channels, width, neuron, options),
                               neuron_backend)
 
 

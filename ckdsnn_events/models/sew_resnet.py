@@ -21,8 +21,8 @@ which is SpikingJelly's ``sew_function(identity, out, cnf)`` for BasicBlock (its
 ``(out, identity)``: the same for ADD and AND, and for IAND ``out * (1 - identity)``; kept here).
 
 Neurons: SEW-ResNet's ImageNet runs use IF neurons (``IFNode``: no leak, threshold 1, hard reset to
-0) with the ATan surrogate and ``detach_reset=True``; :data:`SEW_NEURON` is the IF part, and the
-neuron backend provides the surrogate. ``cifar_stem=True`` replaces the stem by a 3x3 stride-1
+0) with the ATan surrogate and ``detach_reset=True``: :data:`SEW_NEURON`, the default of
+``SEWResNet`` and of the imagefolder recipe. ``cifar_stem=True`` replaces the stem by a 3x3 stride-1
 convolution without max-pool (32 x 32 inputs), for tests and CPU runs.
 
 Parameters: equal to torchvision's ResNet of the same depth (21,797,672 for SEW-ResNet-34 with
@@ -52,8 +52,8 @@ SpikeRecord = Optional["OrderedDict[str, torch.Tensor]"]
 NeuronFactory = Callable[[LIFParameters], nn.Module]
 
 CONNECTS = ("ADD", "AND", "IAND")
-# IFNode: no leak (decay 1), threshold 1, hard reset to 0
-SEW_NEURON = LIFParameters(decay=1.0, v_th=1.0, v_reset=0.0, reset="hard")
+# IFNode(surrogate.ATan(), detach_reset=True): no leak, threshold 1, hard reset to 0
+SEW_NEURON = LIFParameters(neuron="if", v_th=1.0, v_reset=0.0, reset="hard", surrogate="atan", detach_reset=True)
 # depth -> (bottleneck?, blocks per stage)
 SEW_DEPTHS: dict[int, tuple[bool, tuple[int, ...]]] = {
     18: (False, (2, 2, 2, 2)),

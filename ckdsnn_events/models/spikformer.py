@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Optional, Union
 
 import torch
@@ -58,8 +59,10 @@ __all__ = ["Spikformer", "SpikeMatMul", "SPIKFORMER_NEURON"]
 SpikeRecord = Optional["OrderedDict[str, torch.Tensor]"]
 NeuronFactory = Callable[[LIFParameters], nn.Module]
 
-# MultiStepLIFNode(tau=2.0, detach_reset=True): decay 1 - 1/tau, hard reset to 0, threshold 1
-SPIKFORMER_NEURON = LIFParameters(decay=0.5, v_th=1.0, v_reset=0.0, reset="hard")
+# MultiStepLIFNode(tau=2.0, detach_reset=True): decay 1 - 1/tau, hard reset to 0, threshold 1,
+# SpikingJelly's default surrogate Sigmoid(alpha=4)
+SPIKFORMER_NEURON = LIFParameters(decay=0.5, v_th=1.0, v_reset=0.0, reset="hard", surrogate="sigmoid",
+                                  detach_reset=True)
 
 
 class SpikeMatMul(nn.Module):
@@ -103,7 +106,7 @@ class SpikingSelfAttention(nn.Module):
         self.q_lif, self.k_lif, self.v_lif = make_neuron(neuron), make_neuron(neuron), make_neuron(neuron)
         self.qk = SpikeMatMul()
         self.av = SpikeMatMul()
-        attn_neuron = LIFParameters(**{**neuron.__dict__, "v_th": attn_threshold})
+        attn_neuron = replace(neuron, v_th=attn_threshold)
         self.attn_lif = make_neuron(attn_neuron)
         self.proj = _LinearBN(dim, dim)
         self.proj_lif = make_neuron(neuron)

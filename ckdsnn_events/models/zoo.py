@@ -24,8 +24,8 @@ from torch import nn
 from ckdsnn_events.errors import UserError
 from ckdsnn_events.models.neurons import LIFParameters
 from ckdsnn_events.models.resnet import torchvision_teacher
-from ckdsnn_events.models.sew_resnet import CONNECTS, SEWResNet
-from ckdsnn_events.models.spikformer import Spikformer
+from ckdsnn_events.models.sew_resnet import CONNECTS, SEW_NEURON, SEWResNet
+from ckdsnn_events.models.spikformer import SPIKFORMER_NEURON, Spikformer
 
 __all__ = ["ZOO_STUDENTS", "ZOO_TEACHERS", "ZooOptions", "build_zoo_student", "build_zoo_teacher", "zoo_map_size"]
 
@@ -67,9 +67,10 @@ def _heads(dim: int, wanted: int = 12) -> int:
     return max(h for h in range(1, wanted + 1) if dim % h == 0)
 
 
-def build_zoo_student(name: str, num_classes: int, in_channels: int, width: Optional[int], neuron: LIFParameters,
+def build_zoo_student(name: str, num_classes: int, in_channels: int, width: Optional[int], neuron: Optional[LIFParameters],
                       make_neuron: Callable[[LIFParameters], nn.Module], connect: str = "ADD") -> nn.Module:
-    """The student ``name`` of :data:`ZOO_STUDENTS` (arguments checked by the registry)."""
+    """The student ``name`` of :data:`ZOO_STUDENTS` (arguments checked by the registry; ``neuron``
+    None: the architecture's own, :data:`.spikformer.SPIKFORMER_NEURON` or :data:`.sew_resnet.SEW_NEURON`)."""
     if connect not in CONNECTS:
         raise UserError(f"unknown SEW connect function model.connect={connect!r}; choose one of: {', '.join(CONNECTS)}.")
     if name == "spikformer-4-384":
@@ -78,12 +79,12 @@ def build_zoo_student(name: str, num_classes: int, in_channels: int, width: Opti
             raise UserError(f"a Spikformer's width (embedding D) must be divisible by 8, got {dim}.")
         if connect != "ADD":
             raise UserError("model.connect applies to SEW-ResNets only; leave it at ADD for spikformer-4-384.")
-        model = Spikformer(num_classes, in_channels, dim=dim, depth=4, heads=_heads(dim), neuron=neuron,
+        model = Spikformer(num_classes, in_channels, dim=dim, depth=4, heads=_heads(dim), neuron=neuron or SPIKFORMER_NEURON,
                            make_neuron=make_neuron)
         model.options = ZooOptions()
         return model
     depth = int(name.removeprefix("sew-resnet").removesuffix("-cifar"))
-    model = SEWResNet(depth, num_classes, in_channels, connect=connect, neuron=neuron, make_neuron=make_neuron,
+    model = SEWResNet(depth, num_classes, in_channels, connect=connect, neuron=neuron or SEW_NEURON, make_neuron=make_neuron,
                       cifar_stem=name.endswith("-cifar"), width=64 if width is None else width)
     model.options = ZooOptions(connect)
     return model
