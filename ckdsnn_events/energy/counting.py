@@ -84,6 +84,8 @@ from ckdsnn_events.energy.ops import (
     linear_macs,
     nonzero_products,
     pool_coverage_mask,
+    reads_counts,
+    spike_fed,
     spike_stats,
 )
 from ckdsnn_events.energy.presets import DEFAULT_PRESET, EnergyCosts, energy_costs
@@ -106,17 +108,6 @@ AVG_POOL_DIMS = {
     nn.AvgPool3d: 3, nn.AdaptiveAvgPool3d: 3,
 }
 POOLED_LINEAR_MODES = ("fold", "macs")
-
-
-def _spike_fed(module: nn.Module) -> bool:
-    """False for a layer its model declares real-valued (``module.real_valued_input = True``)."""
-    return not getattr(module, "real_valued_input", False)
-
-
-def reads_counts(module: nn.Module) -> bool:
-    """True for layers an architecture marked as reading sums of spikes (``reads_spike_counts``):
-    their non-negative integer inputs count as that many spikes each, not as real values."""
-    return bool(getattr(module, "reads_spike_counts", False))
 
 
 class SynapticOpCounter:
@@ -252,7 +243,7 @@ class SynapticOpCounter:
                     coverage = tally.coverage[(spatial, x.device)] = conv_coverage(conv, spatial, x.device)
                 binary, per_position = spike_stats(x, counts)
                 sops = (per_position * coverage).sum() * (conv.out_channels // conv.groups)
-                tally.add(group, binary & _spike_fed(conv), per_position.sum(), sops)
+                tally.add(group, binary & spike_fed(conv), per_position.sum(), sops)
 
         return hook
 
@@ -276,7 +267,7 @@ class SynapticOpCounter:
                         return
                     spikes = x.sum(dtype=torch.float64) if counts else exact_sum(x)
                     spike_input = is_spike_count(x) if counts else is_binary(x)
-                    tally.add(group, spike_input & _spike_fed(linear), spikes, spikes * linear.out_features)
+                    tally.add(group, spike_input & spike_fed(linear), spikes, spikes * linear.out_features)
                     return
                 group = tally.group(
                     ("pooled-spikes", pooled.input_shape, tuple(x.shape)),
@@ -285,7 +276,7 @@ class SynapticOpCounter:
                         macs, pooled.covered_elements * linear.out_features,
                     ),
                 )
-                tally.add(group, pooled.binary & _spike_fed(linear), pooled.spikes,
+                tally.add(group, pooled.binary & spike_fed(linear), pooled.spikes,
                           pooled.covered_spikes * linear.out_features)
 
         return hook

@@ -223,3 +223,13 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
         return x.permute(0, 2, 3, 1).reshape(-1)
     return x.reshape(-1)
 
+
+def spike_fed(module: nn.Module) -> bool:
+    """False for a layer its model declares real-valued (``module.real_valued_input = True``)."""
+    return not getattr(module, "real_valued_input", False)
+
+
+def reads_counts(module: nn.Module) -> bool:
+    """True for layers an architecture marked as reading sums of spikes (``reads_spike_counts``):
+    their non-negative integer inputs count as that many spikes each, not as real values."""
+    return bool(getattr(module, "reads_spike_counts", False))
