@@ -87,7 +87,7 @@ def teacher_from_weights(config: RunConfig, source: str, info) -> Path:
                "in_channels": info.in_channels, "neuron": None,
                "dataset": {"name": info.name, "kind": info.kind, "classes": list(info.classes),
                            "input_size": list(info.input_size), "timesteps": info.timesteps, "encoder": info.encoder},
-               "config": to_dict(config), "epoch": 0, "best_val": None, "best_epoch": None, "metrics": {},
+               "config": to_dict(config), "epoch": 0, "best_val": 0.0, "best_epoch": 0, "metrics": {},
                "model": teacher.state_dict(), "teacher_weights": source}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, payload)

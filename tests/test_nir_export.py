@@ -247,9 +247,11 @@ def save_student(path, model=None, **model_options):
     config = resolve_config("digits-dvs", options=options)
     model = model or student(decay=config.model.decay, reset=config.model.reset)
     neuron = LIFParameters(config.model.decay, config.model.threshold, reset=config.model.reset)
-    save_checkpoint(path, {"kind": "student", "arch": "resnet20", "width": 8, "num_classes": 10, "in_channels": 2,
-                           "neuron": asdict(neuron), "config": to_dict(config), "model": model.state_dict(),
-                           "dataset": {"name": "digits-dvs", "input_size": [16, 16], "timesteps": 3}, "epoch": 1})
+    save_checkpoint(path, {"kind": "student", "arch": config.model.student, "width": 8, "num_classes": 10,
+                           "in_channels": 2, "neuron": asdict(neuron), "config": to_dict(config),
+                           "model": model.state_dict(), "best_val": 0.0,
+                           "dataset": {"name": "digits-dvs", "classes": [str(i) for i in range(10)],
+                                       "input_size": [16, 16], "timesteps": 3}, "epoch": 1})
     return path
 
 

@@ -100,9 +100,10 @@ def model_from_checkpoint(payload: dict, config: RunConfig, info: DatasetInfo, p
     kind = payload["kind"]
     width = {"teacher_width" if kind == "teacher" else "student_width": payload.get("width")}
     config = replace(config, model=replace(config.model, **width))
-    # the shapes are checked on the meta device first: edited fields cannot make a huge model
+    with torch.device("meta"):  # options first (the clearer message), on a model that allocates nothing
+        check_same_options(payload.get("options"), recorded_options(make_model(kind, config, info)), f"{option} '{path}'")
+    # the shapes are checked on the meta device too: edited fields cannot make a huge model
     model = build_for_state(lambda: make_model(kind, config, info), payload["model"], path, option)
-    check_same_options(payload.get("options"), recorded_options(model), f"{option} '{path}'")
     return config, model
 
 
