@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved_seconds, median_ratio  # noqa: E402
 
 from ckdsnn_events.distill.losses import DistillationLoss  # noqa: E402
+from ckdsnn_events.errors import UserError  # noqa: E402
 from ckdsnn_events.models import (  # noqa: E402
     STUDENTS,
     TEACHERS,
@@ -106,9 +107,13 @@ class Workload:
         if "student" in need or "student-norse" in need:
             self.student = build_student(args.arch, args.classes, C, args.width).train()
             self.student_opt = _sgd(self.student)
+        self.norse, self.norse_missing = None, None
         if "student-norse" in need:  # the same weights, Norse running the neurons
-            self.norse = use_neuron_backend(copy.deepcopy(self.student), "norse")
-            self.norse_opt = _sgd(self.norse)
+            try:
+                self.norse = use_neuron_backend(copy.deepcopy(self.student), "norse")
+                self.norse_opt = _sgd(self.norse)
+            except UserError as err:  # e.g. SEW-ResNet's ATan surrogate: Norse has none
+                self.norse_missing = str(err)
         if "ann" in need:
             ann_width = args.width if args.ann in (None, args.arch) else args.teacher_width
             self.ann = build_teacher(args.ann or args.arch, args.classes, C, ann_width).train()
@@ -207,19 +212,23 @@ def main(argv=None) -> int:
           f"T={args.timesteps}, batch {args.batch}, {args.channels}x{args.size}x{args.size}, "
           f"{torch.get_num_threads()} torch threads, allocator fix {'on' if fix else 'off'}, "
           f"{args.repeats} repeats")
-    times = interleaved_seconds(
-        {"ann": work.ann_step, "student": work.student_step, "norse": work.norse_step, "distill": work.distill_step},
-        repeats=args.repeats, warmup=1,
-    )
+    steps = {"ann": work.ann_step, "student": work.student_step, "norse": work.norse_step, "distill": work.distill_step}
+    if work.norse is None:
+        del steps["norse"]
+    times = interleaved_seconds(steps, repeats=args.repeats, warmup=1)
     step_ratio = median_ratio(times["student"], times["ann"])
-    norse_ratio = median_ratio(times["norse"], times["ann"])
     distill_ratio = median_ratio(times["distill"], times["student"])
     med = {name: statistics.median(t) for name, t in times.items()}
+    if work.norse is None:
+        norse_row = ("student step, CE, norse neurons", float("nan"), f"n/a: {work.norse_missing}")
+    else:
+        norse_row = ("student step, CE, norse neurons", med["norse"],
+                     f"{median_ratio(times['norse'], times['ann']):.3f} x ANN; "
+                     f"norse / fused = {median_ratio(times['norse'], times['student']):.3f}")
     rows = [
         (f"ANN step on T*B = {args.timesteps * args.batch} frames", med["ann"], "1.00"),
         ("student step, CE, fused neurons", med["student"], f"{step_ratio:.3f} x ANN"),
-        ("student step, CE, norse neurons", med["norse"],
-         f"{norse_ratio:.3f} x ANN; norse / fused = {median_ratio(times['norse'], times['student']):.3f}"),
+        norse_row,
         ("student step, CE + SAMD + NLD + teacher fwd", med["distill"], f"{distill_ratio:.3f} x CE step"),
     ]
     print(f"{'step':<46}{'median s':>10}  ratio (median of per-repeat ratios)")
@@ -230,7 +239,7 @@ def main(argv=None) -> int:
     if not args.skip_memory:
         child_argv = [a for a in argv if a != "--skip-memory"]
         student_mib = measure_memory(child_argv, "student")
-        norse_mib = measure_memory(child_argv, "student-norse")
+        norse_mib = measure_memory(child_argv, "student-norse") if work.norse is not None else float("nan")
         ann_mib = measure_memory(child_argv, "ann")
         print(f"{'peak memory of a training step (RSS growth)':<46}{'':>10}  "
               f"student {student_mib:.0f} MiB (fused), {norse_mib:.0f} MiB (norse), ANN on T*B frames "
