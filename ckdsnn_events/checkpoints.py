@@ -205,7 +205,7 @@ def build_for_state(factory: Callable[[], nn.Module], state: dict, path, option:
     return model
 
 
-RUN_FILES = ["last.pt", "best.pt", "config.toml", "metrics.csv"]
+RUN_FILES = ["last.pt", "best.pt", "config.toml", "metrics.csv", "curves.png"]
 
 
 def recover_run_dir(run_dir: str | os.PathLike, last_state: dict) -> None:

@@ -297,3 +297,23 @@ def test_config_records_an_absolute_data_root(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     assert resolve_config("digits-dvs", options={"data.root": "frames"}).data.root == str(tmp_path / "frames")
+
+
+def test_a_killed_first_epoch_leaves_no_stale_rows_or_temp_files(trained_student, tiny_frames, tmp_path):
+    # found by `make kill9`: a kill between metrics.csv's first row and the first last.pt left that
+    # row behind, and the restarted run appended epoch 1 again; a kill inside the curves.png write
+    # left its temporary file
+    from conftest import tiny_config
+
+    from ckdsnn_events.pipelines.train import run_distill
+
+    config = tiny_config(tiny_frames, tmp_path, teacher_checkpoint=trained_student["teacher_checkpoint"],
+                         **{"optim.epochs": 1})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.csv").write_text("epoch,lr\n1,0.05\n")
+    (run_dir / ".curves.png.abc123.tmp").write_bytes(b"half a png")
+    run_distill(config, resume=True, progress=False, run_dir=run_dir)
+    epochs = [line.split(",")[0] for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs == ["1"]
+    assert not list(run_dir.glob(".*.tmp"))

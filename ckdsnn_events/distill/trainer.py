@@ -227,6 +227,8 @@ def fit(
         if dist.is_main:
             recover_run_dir(run_dir, state)  # a kill between last.pt and best.pt, temp files
             truncate_metrics(metrics_path, start_epoch)
+    elif dist.is_main:  # no last.pt: a fresh start; rows a killed earlier start appended are stale
+        truncate_metrics(metrics_path, 0)
     if dist.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     bare = model.module if dist.enabled else model
