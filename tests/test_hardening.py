@@ -317,3 +317,8 @@ def test_a_killed_first_epoch_leaves_no_stale_rows_or_temp_files(trained_student
     epochs = [line.split(",")[0] for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
     assert epochs == ["1"]
     assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_image_timesteps_are_bounded_before_allocating():
+    result = cli("distill", "--dataset", "digits", "-T", "1099511627776", "--device", "cpu")
+    assert_user_error(result, "-T 1099511627776", "smaller --batch-size")

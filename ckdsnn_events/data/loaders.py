@@ -42,6 +42,7 @@ from ckdsnn_events.data.event_datasets import EVENT_DATASETS as ALL_EVENT_DATASE
 from ckdsnn_events.data.event_folders import split_indices
 from ckdsnn_events.data.frame_store import FrameStoreDataset
 from ckdsnn_events.errors import UserError
+from ckdsnn_events.limits import check_fits
 
 EVENT_DATASETS = tuple(d for d in ALL_EVENT_DATASETS if d != "event-folder")  # trained from frame stores
 IMAGE_DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
@@ -142,6 +143,11 @@ class DataConfig:
         if self.resize_size is not None and self.resize_size < (self.image_size or 224) and self.dataset == "imagefolder":
             raise UserError(f"data.resize_size ({self.resize_size}) must be at least data.image_size "
                             f"({self.image_size or 224}): images are resized, then centre-cropped.")
+        if not self.is_events and self.timesteps is not None:  # bounded before anything is allocated
+            side = self.image_size or (224 if self.dataset == "imagefolder" else 32)
+            check_fits(4.0 * self.timesteps * self.batch_size * 3 * side * side,
+                       f"-T {self.timesteps} with --batch-size {self.batch_size} (one batch of encoded {side}x{side} "
+                       "images, the student's input alone)", "Use fewer time steps (-T) or a smaller --batch-size.")
         if self.download and self.dataset not in ("cifar10", "cifar100"):
             raise UserError(f"--download (data.download) fetches cifar10/cifar100 only; {self.dataset} has to be "
                             "put under --root by hand.")
