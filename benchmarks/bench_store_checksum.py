@@ -10,14 +10,15 @@ Median of repeats; prints ratios.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_seconds  # noqa: E402
 
 from ckdsnn_events.data.frame_store import STATUS_DONE, FrameStoreDataset, ProgressLog, assemble_store, encode_chunk
 from ckdsnn_events.data.store_check import bad_samples
@@ -26,12 +27,7 @@ N, SHAPE, REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 else 1000, (10, 2, 48,
 
 
 def median_time(fn) -> float:
-    times = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return median_seconds(fn, repeats=REPEATS, warmup=0)
 
 
 def main() -> None:

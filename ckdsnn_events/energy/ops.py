@@ -104,6 +104,11 @@ def _all_binary(flat):  # pragma: no cover - compiled
 _MAX_COUNT = float(1 << 53)
 
 
+@numba.njit(inline="always")
+def _not_count(v):  # pragma: no cover - compiled
+    return ~((v >= 0.0) & (v < _MAX_COUNT) & (v == np.floor(v)))
+
+
 @numba.njit(cache=True, nogil=True)
 def _all_counts(flat):  # pragma: no cover - compiled
     n = flat.shape[0]
@@ -111,7 +116,7 @@ def _all_counts(flat):  # pragma: no cover - compiled
         bad = False
         for i in range(start, min(start + _BLOCK, n)):
             v = flat[i]
-            bad |= ~((v >= 0.0) & (v < _MAX_COUNT) & (v == np.floor(v)))
+            bad |= _not_count(v)
         if bad:
             return False
     return True
@@ -125,7 +130,7 @@ def _column_sums_if_counts(x, out):  # pragma: no cover - compiled
         bad = False
         for p in range(cols):
             v = x[r, p]
-            bad |= ~((v >= 0.0) & (v < _MAX_COUNT) & (v == np.floor(v)))
+            bad |= _not_count(v)
             out[p] += v
         if bad:
             return False

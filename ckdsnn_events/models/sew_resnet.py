@@ -43,12 +43,11 @@ from torch import nn
 from torchvision.models.resnet import conv1x1, conv3x3
 
 from ckdsnn_events.models.time_major import is_constant_in_time
-from ckdsnn_events.models.neuron_tracking import name_neurons, tracking
+from ckdsnn_events.models.neuron_tracking import SpikeRecord, fire, name_neurons, tracking
 from ckdsnn_events.models.neurons import LIF, LIFParameters
 
 __all__ = ["SEWResNet", "SEW_DEPTHS", "CONNECTS", "SEW_NEURON", "sew_connect"]
 
-SpikeRecord = Optional["OrderedDict[str, torch.Tensor]"]
 NeuronFactory = Callable[[LIFParameters], nn.Module]
 
 CONNECTS = ("ADD", "AND", "IAND")
@@ -69,13 +68,6 @@ def sew_connect(identity: torch.Tensor, out: torch.Tensor, connect: str) -> torc
     if connect == "AND":
         return identity * out
     return identity * (1.0 - out)
-
-
-def _fire(neuron: nn.Module, current: torch.Tensor, record: SpikeRecord) -> torch.Tensor:
-    spikes = neuron(current)
-    if record is not None:
-        record[neuron.spike_key] = spikes
-    return spikes
 
 
 def _per_step(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -115,8 +107,8 @@ class SEWBlock(nn.Module):
         out = s
         for i in range(1, self.n_convs + 1):
             out = _conv_bn(getattr(self, f"conv{i}"), getattr(self, f"bn{i}"), out)
-            out = _fire(getattr(self, f"sn{i}"), out, record)
-        identity = s if self.downsample is None else _fire(self.downsample_sn, _per_step(self.downsample, s), record)
+            out = fire(getattr(self, f"sn{i}"), out, record)
+        identity = s if self.downsample is None else fire(self.downsample_sn, _per_step(self.downsample, s), record)
         if self.bottleneck:  # SpikingJelly's Bottleneck calls g(out, identity)
             return sew_connect(out, identity, self.connect)
         return sew_connect(identity, out, self.connect)
@@ -189,7 +181,7 @@ class SEWResNet(nn.Module):
             current = once.expand(steps, *once.shape)
         else:
             current = _conv_bn(self.conv1, self.bn1, x)
-        spikes = _fire(self.sn1, current, record)
+        spikes = fire(self.sn1, current, record)
         return spikes if self.maxpool is None else _per_step(self.maxpool, spikes)
 
     def forward(

@@ -51,12 +51,11 @@ import torch
 from torch import nn
 
 from ckdsnn_events.models.neurons import LIF, LIFParameters
-from ckdsnn_events.models.neuron_tracking import name_neurons, tracking
+from ckdsnn_events.models.neuron_tracking import SpikeRecord, fire, name_neurons, tracking
 from ckdsnn_events.models.time_major import is_constant_in_time
 
 __all__ = ["Spikformer", "SpikeMatMul", "SPIKFORMER_NEURON"]
 
-SpikeRecord = Optional["OrderedDict[str, torch.Tensor]"]
 NeuronFactory = Callable[[LIFParameters], nn.Module]
 
 # MultiStepLIFNode(tau=2.0, detach_reset=True): decay 1 - 1/tau, hard reset to 0, threshold 1,
@@ -75,10 +74,8 @@ class SpikeMatMul(nn.Module):
 
 
 def _fire(lif: nn.Module, current: torch.Tensor, scale: float, record: SpikeRecord) -> torch.Tensor:
-    spikes = lif(current * scale if scale != 1.0 else current)
-    if record is not None:
-        record[lif.spike_key] = spikes
-    return spikes
+    """:func:`fire` of the current scaled by ``scale`` (SpikingJelly's decay_input)."""
+    return fire(lif, current * scale if scale != 1.0 else current, record)
 
 
 class _LinearBN(nn.Module):

@@ -43,22 +43,11 @@ from torchvision.models.resnet import conv3x3
 
 from ckdsnn_events.models.arch import ArchOptions, ArchSpec
 from ckdsnn_events.models.blocks import ProjectorHead, declare_real_valued_input, init_resnet_, shortcut, stem_conv
+from ckdsnn_events.models.neuron_tracking import SpikeRecord, fire
 from ckdsnn_events.models.neurons import LIF, LIFParameters
 from ckdsnn_events.models.time_major import is_constant_in_time
 
 __all__ = ["SpikingBasicBlock", "SpikingResNet"]
-
-SpikeRecord = Optional["OrderedDict[str, torch.Tensor]"]
-
-
-def _fire(lif: nn.Module, current: torch.Tensor, record: SpikeRecord) -> torch.Tensor:
-    """Spikes of ``lif`` (or the ReLU of a last block) for (T, B, ...) ``current``; kept in
-    ``record`` under the module's name."""
-    spikes = lif(current)
-    if record is not None:
-        record[lif.spike_key] = spikes
-    return spikes
-
 
 class SpikingBasicBlock(nn.Module):
     """conv-BN-LIF-conv-BN (+ shortcut) -> LIF (``relu=True``: ReLU) on (T, B, C, H, W) spikes."""
@@ -83,10 +72,10 @@ class SpikingBasicBlock(nn.Module):
         """spikes (T, B, C_in, H, W) -> spikes (T, B, C_out, H', W')."""
         steps, batch = spikes.shape[:2]
         flat = spikes.flatten(0, 1)
-        out = _fire(self.lif1, self.bn1(self.conv1(flat)).unflatten(0, (steps, batch)), record)
+        out = fire(self.lif1, self.bn1(self.conv1(flat)).unflatten(0, (steps, batch)), record)
         out = self.bn2(self.conv2(out.flatten(0, 1)))
         out += flat if self.downsample is None else self.downsample(flat)  # BN keeps no output for backward
-        return _fire(self.relu2 if hasattr(self, "relu2") else self.lif2, out.unflatten(0, (steps, batch)), record)
+        return fire(self.relu2 if hasattr(self, "relu2") else self.lif2, out.unflatten(0, (steps, batch)), record)
 
 
 class SpikingResNet(nn.Module):
@@ -155,11 +144,11 @@ class SpikingResNet(nn.Module):
             current = once.expand(steps, *once.shape)
         else:
             current = self.bn1(self.conv1(x.flatten(0, 1))).unflatten(0, (steps, batch))
-        spikes = _fire(self.lif, current, record)
+        spikes = fire(self.lif, current, record)
         if not self.triple_stem:
             return spikes
         for conv, bn, lif in ((self.conv2, self.bn2, self.lif2), (self.conv3, self.bn3, self.lif3)):
-            spikes = _fire(lif, bn(conv(spikes.flatten(0, 1))).unflatten(0, (steps, batch)), record)
+            spikes = fire(lif, bn(conv(spikes.flatten(0, 1))).unflatten(0, (steps, batch)), record)
         return self.stem_pool(spikes.flatten(0, 1)).unflatten(0, (steps, batch))
 
     def forward(
