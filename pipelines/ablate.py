@@ -5,8 +5,13 @@ seeds from the same teacher (paired: seed s of every row shares its initialisati
 augmentation and noise streams), one resumable run directory per (row, seed) under
 ``OUT/<row>-seed<s>``. Runs go seed by seed (all rows of seed 0, then seed 1, ...), so that an
 interrupted study leaves complete pairs; the same command continues it, finished runs are read
-back from their ``last.pt`` and ``metrics.csv``, not trained again. The result of every run is its
-test accuracy at its best validation epoch. Reports: :mod:`ckdsnn_events.pipelines.ablate_report`.
+back from their ``last.pt`` and ``metrics.csv``, not trained again. Each run directory records
+what decides its result (``ablation-run.json``: the whole run config but where it is written, and the
+teacher checkpoint's content hash): a run directory trained with other settings is refused, not
+reused, and a run another study of the same folder already trained with identical settings (the
+CKDSNN row every study but ``terms`` compares against) is read from there instead of being trained
+again. The result of every run is its test accuracy at its best validation epoch. Reports:
+:mod:`ckdsnn_events.pipelines.ablate_report`.
 
 Studies (CKDSNN's ablations, AAAI 2026, arXiv 2511.06902):
 
@@ -25,11 +30,13 @@ Studies (CKDSNN's ablations, AAAI 2026, arXiv 2511.06902):
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ckdsnn_events.atomic import ensure_writable_dir
-from ckdsnn_events.checkpoints import load_checkpoint
+from ckdsnn_events.atomic import atomic_path, ensure_writable_dir
+from ckdsnn_events.checkpoints import content_hash, load_checkpoint
+from ckdsnn_events.config import to_dict
 from ckdsnn_events.distill.config import RunConfig
 from ckdsnn_events.errors import UserError
 
@@ -68,8 +75,9 @@ def study_rows(study: str, stages: int) -> tuple[tuple[Row, ...], str]:
         return tuple(Row(s, f"SAMD scaling: {s}", {**_CKDSNN, "samd_scaling": s})
                      for s in ("softmax", "none", "zscore", "l2")), "softmax"
     if study == "stage":
+        # the last stage is samd_stage unset (the default), so that row is the other studies' CKDSNN row
         rows = tuple(Row(f"stage{i}", f"SAMD on stage {i}" + (" (last)" if i == stages else ""),
-                         {**_CKDSNN, "samd_stage": i}) for i in range(1, stages + 1))
+                         {**_CKDSNN, "samd_stage": i if i < stages else None}) for i in range(1, stages + 1))
         return rows, f"stage{stages}"
     if study == "maps":
         return (Row("sam", "teacher CAM vs student SAM (CKDSNN)", {**_CKDSNN, "samd_map": "sam"}),
@@ -89,6 +97,32 @@ def _student_stages(config: RunConfig) -> int:
     return len(model.stage_names)
 
 
+RUN_RECORD = "ablation-run.json"
+
+
+def run_settings(config: RunConfig, teacher_sha256: str) -> dict:
+    """What decides a run's result: its whole config but where it is written, and its teacher."""
+    settings = to_dict(config)
+    for where in ("run_dir", "runs_root"):
+        settings.pop(where, None)
+    return {"config": json.loads(json.dumps(settings, default=str)), "teacher_sha256": teacher_sha256}
+
+
+def _first_difference(a, b, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+    return f"{prefix.rstrip('.')}: {a!r} there, {b!r} now"
+
+
+def _recorded(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _finished(run_dir: Path, epochs: int) -> dict | None:
     """The result of a finished run in ``run_dir`` (None when it has not finished)."""
     last = run_dir / "last.pt"
@@ -98,11 +132,41 @@ def _finished(run_dir: Path, epochs: int) -> dict | None:
     if state.get("epoch", 0) < epochs:
         return None
     with open(run_dir / "metrics.csv", newline="") as f:
-        row = next((r for r in csv.DictReader(f) if int(r["epoch"]) == state["best_epoch"]), None)
+        rows = list(csv.DictReader(f))
+    row = next((r for r in rows if int(r["epoch"]) == state["best_epoch"]), None)
     if row is None:
         raise UserError(f"'{run_dir / 'metrics.csv'}' lacks epoch {state['best_epoch']} that last.pt names as "
                         "its best; delete the run directory and repeat the command to train it again.")
-    return {"test_acc": float(row["test_acc"]), "val_acc": float(row["val_acc"]), "best_epoch": state["best_epoch"]}
+    seconds = sum(float(r["seconds"] or 0) for r in rows if int(r["epoch"]) <= epochs)
+    return {"test_acc": float(row["test_acc"]), "val_acc": float(row["val_acc"]), "best_epoch": state["best_epoch"],
+            "seconds": seconds}
+
+
+def _own_run(run_dir: Path, settings: dict) -> None:
+    """UserError when ``run_dir`` holds a run of other settings; records ``settings`` in a new one."""
+    recorded = _recorded(run_dir)
+    if recorded is None and (run_dir / "last.pt").exists():
+        raise UserError(f"'{run_dir}' holds a run without its {RUN_RECORD} (made by an earlier version, or not by "
+                        "`ckd-events ablate`); delete it, or choose another --out, and repeat the command.")
+    if recorded is not None and recorded != settings:
+        raise UserError(f"'{run_dir}' was trained with other settings ({_first_difference(recorded, settings)}); "
+                        "choose another --out for these settings, or delete the folder to train it again.")
+    if recorded is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(run_dir / RUN_RECORD) as tmp:
+            tmp.write_text(json.dumps(settings, indent=1, sort_keys=True))
+
+
+def _trained_elsewhere(out: Path, seed: int, settings: dict, epochs: int) -> tuple[Path, dict] | None:
+    """A finished run of identical settings in a sibling study folder of ``out`` (same seed)."""
+    for record in sorted(out.parent.glob(f"*/*-seed{seed}/{RUN_RECORD}")):
+        run_dir = record.parent
+        if run_dir.parent.resolve() == out.resolve() or _recorded(run_dir) != settings:
+            continue
+        result = _finished(run_dir, epochs)
+        if result is not None:
+            return run_dir, result
+    return None
 
 
 def run_ablation(config: RunConfig, study: str, seeds: int = 5, out_dir: str | Path | None = None,
@@ -135,18 +199,30 @@ def run_ablation(config: RunConfig, study: str, seeds: int = 5, out_dir: str | P
     ensure_writable_dir(out, "--out")
     teacher_path, _ = ensure_teacher(config, progress)  # one teacher (the base seed's) for every run
     config = replace(config, teacher_checkpoint=str(teacher_path))
+    teacher_sha256 = content_hash(load_checkpoint(teacher_path, "teacher", "--teacher"))
     for row in rows:  # a bad row setting fails now, not after hours of other rows
         replace(config, loss=replace(config.loss, **row.loss)).validate()
     plan = [(row, config.seed + k) for k in range(seeds) for row in rows]
     results: dict[str, dict[int, dict]] = {row.name: {} for row in rows}
     for k, (row, seed) in enumerate(plan, start=1):
         run_dir = out / f"{row.name}-seed{seed}"
+        run_config = replace(config, seed=seed, loss=replace(config.loss, **row.loss))
+        settings = run_settings(run_config, teacher_sha256)
+        if (run_dir / "last.pt").exists():
+            _own_run(run_dir, settings)  # a run of other settings is refused, not reused
         result = _finished(run_dir, config.optim.epochs)
-        if result is None:
+        elsewhere = None if result is not None else _trained_elsewhere(out, seed, settings, config.optim.epochs)
+        if elsewhere is not None:
+            run_dir, result = elsewhere
+            result = {**result, "reused": True}
+            if progress:
+                log(f"[{study}] run {k} of {len(plan)}: {row.label}, seed {seed}: trained by another study "
+                    f"(test {100 * result['test_acc']:.2f} %) <- {run_dir}")
+        elif result is None:
             if progress:
                 log(f"[{study}] run {k} of {len(plan)}: {row.label}, seed {seed} "
                     f"({config.optim.epochs} epochs) -> {run_dir}")
-            run_config = replace(config, seed=seed, loss=replace(config.loss, **row.loss))
+            _own_run(run_dir, settings)
             run_distill(run_config, resume=(run_dir / "last.pt").exists(), progress=progress, run_dir=run_dir)
             result = _finished(run_dir, config.optim.epochs)
         elif progress:

@@ -108,6 +108,11 @@ def write_reports(out: Path, study: str, rows, baseline: str, results: dict[str,
     header = [f"Study `{study}`{' (--quick)' if quick else ''}: {len(seeds)} seeds ({', '.join(map(str, seeds))}), "
               f"{config.optim.epochs} student epochs, teacher `{teacher_path}`; test accuracy at the best "
               "validation epoch."]
+    runs = [r for by_seed in results.values() for r in by_seed.values()]
+    own = [r for r in runs if not r.get("reused")]
+    minutes = sum(r.get("seconds", 0.0) for r in own) / 60
+    reused = f", {len(runs) - len(own)} read from another study's identical run" if len(own) < len(runs) else ""
+    header.append(f"Training time: {minutes:.1f} min for {len(own)} runs{reused} (the runs' epoch times).")
     markdown = _markdown(study, table, baseline_label, header)
     paths = {"md": out / "ablation.md", "csv": out / "ablation.csv", "png": out / "ablation.png",
              "json": out / "ablation.json"}
@@ -115,11 +120,12 @@ def write_reports(out: Path, study: str, rows, baseline: str, results: dict[str,
         tmp.write_text(markdown)
     with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["study", "row", "label", "seed", "test_acc", "val_acc", "best_epoch", "run_dir"])
+        writer.writerow(["study", "row", "label", "seed", "test_acc", "val_acc", "best_epoch", "seconds", "run_dir"])
         for row in rows:
             for seed, r in sorted(results[row.name].items()):
                 writer.writerow([study, row.name, row.label, seed, f"{100 * r['test_acc']:.4f}",
-                                 f"{100 * r['val_acc']:.4f}", r["best_epoch"], r["run_dir"]])
+                                 f"{100 * r['val_acc']:.4f}", r["best_epoch"], f"{r.get('seconds', 0.0):.1f}",
+                                 r["run_dir"]])
     _plot(table, header[0].split(";")[0], paths["png"])
     with atomic_path(paths["json"]) as tmp:
         tmp.write_text(json.dumps({"study": study, "quick": quick, "baseline": baseline, "seeds": seeds,

@@ -92,6 +92,39 @@ def test_ablation_is_paired_tabulated_and_resumable(trained_student, tiny_frames
     assert calls == [(1, "gradcam", False)]
 
 
+def test_a_run_of_other_settings_is_refused_and_identical_runs_are_shared(trained_student, tiny_frames, tmp_path,
+                                                                          monkeypatch):
+    teacher = trained_student["teacher_checkpoint"]
+    config = tiny_config(tiny_frames, tmp_path, teacher_checkpoint=teacher, **{"optim.epochs": 1})
+    maps = ablate.run_ablation(config, "maps", seeds=1, out_dir=tmp_path / "studies" / "maps", progress=False)
+    sam = next(r for r in maps["table"] if r["row"] == "sam")
+
+    # the noise study's adaptive row is the maps study's SAM row (both CKDSNN): read, not trained again
+    trained = []
+
+    def counting(config, resume=False, **kwargs):
+        trained.append((config.loss.nld_noise, config.loss.nld_noise_std))
+        return run_distill(config, resume=resume, **kwargs)
+
+    monkeypatch.setattr("ckdsnn_events.pipelines.train.run_distill", counting)
+    noise = ablate.run_ablation(config, "noise", seeds=1, out_dir=tmp_path / "studies" / "noise", progress=False)
+    assert trained == [("fixed", 1.0), ("fixed", 5.0), ("none", 1.0)]
+    adaptive = next(r for r in noise["table"] if r["row"] == "adaptive")
+    assert adaptive["accs"] == sam["accs"]
+    lines = {r["row"]: r for r in csv.DictReader(open(tmp_path / "studies" / "noise" / "ablation.csv"))}
+    assert Path(lines["adaptive"]["run_dir"]) == tmp_path / "studies" / "maps" / "sam-seed0"
+    assert "1 read from another study" in noise["markdown"]
+
+    # other base settings in the same folder: refused with the first difference named, nothing trained
+    monkeypatch.undo()
+    other = tiny_config(tiny_frames, tmp_path, teacher_checkpoint=teacher,
+                        **{"optim.epochs": 1, "loss.samd_norm": "sample-minmax"})
+    before = sorted(p.name for p in (tmp_path / "studies" / "maps").iterdir())
+    with pytest.raises(UserError, match=r"other settings \(config\.loss\.samd_norm"):
+        ablate.run_ablation(other, "maps", seeds=1, out_dir=tmp_path / "studies" / "maps", progress=False)
+    assert sorted(p.name for p in (tmp_path / "studies" / "maps").iterdir()) == before
+
+
 def test_ablate_cli_bad_study_and_seeds(tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["ablate", "--study", "bogus", "--dataset", "digits-dvs"])
