@@ -40,7 +40,7 @@ from ckdsnn_events.config import to_dict
 from ckdsnn_events.distill.config import RunConfig
 from ckdsnn_events.errors import UserError
 
-__all__ = ["Row", "STUDIES", "study_rows", "run_ablation", "QUICK_EPOCHS"]
+__all__ = ["Row", "STUDIES", "study_rows", "run_ablation", "run_settings", "QUICK_EPOCHS", "RUN_RECORD"]
 
 QUICK_EPOCHS = 1  # --quick: one epoch per student (the README says which form made each figure)
 FIXED_NOISE_STDS = (1.0, 5.0)
@@ -145,6 +145,9 @@ def _finished(run_dir: Path, epochs: int) -> dict | None:
 def _own_run(run_dir: Path, settings: dict) -> None:
     """UserError when ``run_dir`` holds a run of other settings; records ``settings`` in a new one."""
     recorded = _recorded(run_dir)
+    if recorded is None and (run_dir / RUN_RECORD).exists():
+        raise UserError(f"'{run_dir / RUN_RECORD}' is not readable JSON (damaged or edited); delete the folder "
+                        f"'{run_dir}' and repeat the command to train that run again.")
     if recorded is None and (run_dir / "last.pt").exists():
         raise UserError(f"'{run_dir}' holds a run without its {RUN_RECORD} (made by an earlier version, or not by "
                         "`ckd-events ablate`); delete it, or choose another --out, and repeat the command.")

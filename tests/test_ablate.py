@@ -124,6 +124,14 @@ def test_a_run_of_other_settings_is_refused_and_identical_runs_are_shared(traine
         ablate.run_ablation(other, "maps", seeds=1, out_dir=tmp_path / "studies" / "maps", progress=False)
     assert sorted(p.name for p in (tmp_path / "studies" / "maps").iterdir()) == before
 
+    # a damaged record, or a run without one, is refused with the folder named
+    (tmp_path / "studies" / "maps" / "sam-seed0" / ablate.RUN_RECORD).write_text("{not json")
+    with pytest.raises(UserError, match=r"sam-seed0/ablation-run.json' is not readable JSON"):
+        ablate.run_ablation(config, "maps", seeds=1, out_dir=tmp_path / "studies" / "maps", progress=False)
+    (tmp_path / "studies" / "maps" / "sam-seed0" / ablate.RUN_RECORD).unlink()
+    with pytest.raises(UserError, match=r"sam-seed0' holds a run without its ablation-run.json"):
+        ablate.run_ablation(config, "maps", seeds=1, out_dir=tmp_path / "studies" / "maps", progress=False)
+
 
 def test_ablate_cli_bad_study_and_seeds(tmp_path):
     runner = CliRunner()
