@@ -172,3 +172,25 @@ def test_same_seed_gives_identical_metrics_end_to_end(tiny_frames, tmp_path):
     first = _metrics_without_time(students[0])
     assert first == _metrics_without_time(students[1])
     assert len(first) == 2 and first[0]["train_samd"] not in ("", None)
+
+
+def test_make_results_commands_parse():
+    """Every ckd-events command `make results` runs names real options with valid values."""
+    import re
+    import shlex
+    import subprocess
+
+    dry = subprocess.run(["make", "-n", "results", "RUNS=/tmp/runs"], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    commands = []
+    for line in dry.replace("\\\n", " ").replace("$study", "terms").splitlines():
+        for segment in re.split(r";|\|\||&&", line):  # the shell loop: for ...; do CMD || exit 1; done
+            words = shlex.split(segment)
+            words = words[1:] if words[:1] == ["do"] else words
+            if words and words[0].endswith("ckd-events"):
+                commands.append(words[1:])
+    names = [c[0] for c in commands]
+    assert names[0] == "demo" and "ablate" in names and "distill" in names, names
+    for args in commands:
+        command = main.commands[args[0]]
+        command.make_context(args[0], args[1:])  # raises click.UsageError on an unknown option or a bad value

@@ -55,7 +55,11 @@ def _figure(rows: int, cols: int, size: tuple[float, float]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
+    for ax in axes.ravel():
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     return plt, fig, axes.ravel()
 
 
