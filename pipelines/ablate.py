@@ -142,6 +142,16 @@ def _finished(run_dir: Path, epochs: int) -> dict | None:
             "seconds": seconds}
 
 
+def _test_accuracy_at(metrics: Path, epoch: int | None) -> float | None:
+    """Test accuracy of ``epoch`` in a run's metrics.csv (None when the file or the row is missing)."""
+    try:
+        with open(metrics, newline="") as f:
+            row = next((r for r in csv.DictReader(f) if int(r["epoch"]) == epoch), None)
+        return float(row["test_acc"]) if row and row.get("test_acc") else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _own_run(run_dir: Path, settings: dict) -> None:
     """UserError when ``run_dir`` holds a run of other settings; records ``settings`` in a new one."""
     recorded = _recorded(run_dir)
@@ -202,7 +212,9 @@ def run_ablation(config: RunConfig, study: str, seeds: int = 5, out_dir: str | P
     ensure_writable_dir(out, "--out")
     teacher_path, _ = ensure_teacher(config, progress)  # one teacher (the base seed's) for every run
     config = replace(config, teacher_checkpoint=str(teacher_path))
-    teacher_sha256 = content_hash(load_checkpoint(teacher_path, "teacher", "--teacher"))
+    teacher_state = load_checkpoint(teacher_path, "teacher", "--teacher")
+    teacher_sha256 = content_hash(teacher_state)
+    teacher_acc = _test_accuracy_at(teacher_path.parent / "metrics.csv", teacher_state.get("epoch"))
     for row in rows:  # a bad row setting fails now, not after hours of other rows
         replace(config, loss=replace(config.loss, **row.loss)).validate()
     plan = [(row, config.seed + k) for k in range(seeds) for row in rows]
@@ -232,4 +244,4 @@ def run_ablation(config: RunConfig, study: str, seeds: int = 5, out_dir: str | P
             log(f"[{study}] run {k} of {len(plan)}: {row.label}, seed {seed}: done before "
                 f"(test {100 * result['test_acc']:.2f} %)")
         results[row.name][seed] = {**result, "run_dir": str(run_dir)}
-    return write_reports(out, study, rows, baseline, results, config, teacher_path, quick)
+    return write_reports(out, study, rows, baseline, results, config, teacher_path, quick, teacher_acc)

@@ -65,13 +65,13 @@ def _markdown(study: str, table: list[dict], baseline_label: str, header: list[s
         else:
             interval = "" if math.isnan(r["diff_ci"]) else \
                 f" [{_fmt(r['diff_mean'] - r['diff_ci'])}, {_fmt(r['diff_mean'] + r['diff_ci'])}]"
-            diff = f"{r['diff_mean']:+.2f}{interval}"
+            diff = f"{round(r['diff_mean'], 2) + 0.0:+.2f}{interval}"  # + 0.0: no "-0.00"
         seeds = ", ".join(f"{a:.2f}" for a in r["accs"].values())
         lines.append(f"| {r['label']} | {r['n']} | {_fmt(r['mean'])} | {_fmt(r['std'])} | {ci} | {diff} | {seeds} |")
     return "\n".join(lines) + "\n"
 
 
-def _plot(table: list[dict], title: str, path: Path) -> None:
+def _plot(table: list[dict], title: str, path: Path, teacher_acc: float | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,6 +87,9 @@ def _plot(table: list[dict], title: str, path: Path) -> None:
                         capsize=4, zorder=3, label="mean, 95 % CI" if i == 0 else None)
         elif not math.isnan(r["mean"]):
             ax.scatter([i + 0.3], [r["mean"]], color="tab:red", zorder=3)
+    if teacher_acc is not None:
+        ax.axhline(100 * teacher_acc, color="tab:blue", linestyle="--", linewidth=1,
+                   label=f"teacher {100 * teacher_acc:.2f} %")
     ax.set_xticks(range(len(table)))
     ax.set_xticklabels([r["label"] for r in table], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("test accuracy (%) at the best validation epoch")
@@ -100,8 +103,11 @@ def _plot(table: list[dict], title: str, path: Path) -> None:
 
 
 def write_reports(out: Path, study: str, rows, baseline: str, results: dict[str, dict[int, dict]], config,
-                  teacher_path: Path, quick: bool) -> dict:
-    """Write ``ablation.md``, ``ablation.csv``, ``ablation.png`` and ``ablation.json`` into ``out``."""
+                  teacher_path: Path, quick: bool, teacher_acc: float | None = None) -> dict:
+    """Write ``ablation.md``, ``ablation.csv``, ``ablation.png`` and ``ablation.json`` into ``out``.
+
+    ``teacher_acc``: the teacher's test accuracy (fraction) at the epoch of its checkpoint, when known.
+    """
     table = summarize(rows, baseline, results)
     baseline_label = next(r.label for r in rows if r.name == baseline)
     seeds = sorted({s for runs in results.values() for s in runs})
@@ -113,6 +119,8 @@ def write_reports(out: Path, study: str, rows, baseline: str, results: dict[str,
     minutes = sum(r.get("seconds", 0.0) for r in own) / 60
     reused = f", {len(runs) - len(own)} read from another study's identical run" if len(own) < len(runs) else ""
     header.append(f"Training time: {minutes:.1f} min for {len(own)} runs{reused} (the runs' epoch times).")
+    if teacher_acc is not None:
+        header.append(f"Teacher: {100 * teacher_acc:.2f} % test accuracy at the epoch of its checkpoint.")
     markdown = _markdown(study, table, baseline_label, header)
     paths = {"md": out / "ablation.md", "csv": out / "ablation.csv", "png": out / "ablation.png",
              "json": out / "ablation.json"}
@@ -126,10 +134,11 @@ def write_reports(out: Path, study: str, rows, baseline: str, results: dict[str,
                 writer.writerow([study, row.name, row.label, seed, f"{100 * r['test_acc']:.4f}",
                                  f"{100 * r['val_acc']:.4f}", r["best_epoch"], f"{r.get('seconds', 0.0):.1f}",
                                  r["run_dir"]])
-    _plot(table, header[0].split(";")[0], paths["png"])
+    _plot(table, header[0].split(";")[0], paths["png"], teacher_acc)
     with atomic_path(paths["json"]) as tmp:
         tmp.write_text(json.dumps({"study": study, "quick": quick, "baseline": baseline, "seeds": seeds,
-                                   "teacher": str(teacher_path), "config": to_dict(config), "table": table},
+                                   "teacher": str(teacher_path), "teacher_test_acc": teacher_acc,
+                                   "config": to_dict(config), "table": table},
                                   indent=2, default=str))
     return {"out_dir": str(out), "paths": {k: str(v) for k, v in paths.items()}, "table": table,
             "markdown": markdown}

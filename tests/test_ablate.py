@@ -69,6 +69,10 @@ def test_ablation_is_paired_tabulated_and_resumable(trained_student, tiny_frames
     assert table["gradcam"]["diff_ci"] == pytest.approx(
         12.7062 * statistics.stdev(diffs) / math.sqrt(2), rel=1e-3, abs=1e-3)
     assert "paired diff." in result["markdown"] and "95 % CI" in result["markdown"]
+    teacher_state = load_checkpoint(teacher, "teacher")
+    teacher_row = next(r for r in csv.DictReader(open(Path(teacher).parent / "metrics.csv"))
+                       if int(r["epoch"]) == teacher_state["epoch"])
+    assert f"Teacher: {100 * float(teacher_row['test_acc']):.2f} % test accuracy" in result["markdown"]
 
     # a second call trains nothing and gives the same table
     def no_training(*args, **kwargs):
