@@ -281,6 +281,11 @@ def test_student_can_start_from_the_teacher_weights(trained_student, tiny_frames
     teacher = load_checkpoint(teacher_path)["model"]
     assert torch.allclose(student["conv1.weight"], teacher["conv1.weight"], atol=1e-6)
     assert torch.allclose(student["fc.weight"], teacher["fc.weight"], atol=1e-6)
+    # --resume of a run that has no last.pt yet (killed in its first epoch, or never started) is a
+    # fresh start and starts from the teacher's weights too
+    resumed = run_distill(config, resume=True, progress=False, run_dir=tmp_path / "fresh")
+    student = load_checkpoint(resumed["last_checkpoint"])["model"]
+    assert torch.allclose(student["conv1.weight"], teacher["conv1.weight"], atol=1e-6)
     with pytest.raises(UserError, match="init_from_teacher"):
         tiny_config(tiny_frames, tmp_path, **{"model.init_from_teacher": True, "model.student_width": 4})
 

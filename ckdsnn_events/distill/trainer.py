@@ -203,7 +203,8 @@ def fit(
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = make_model(kind, config, info).to(device)
     to_training_layout(model, device, optim.precision)  # channels_last for CUDA bf16-mixed
-    if kind == "student" and teacher is not None and config.model.init_from_teacher and not resume:
+    resuming = resume and last_path.exists()  # --resume without a last.pt is a fresh start
+    if kind == "student" and teacher is not None and config.model.init_from_teacher and not resuming:
         model.load_state_dict(teacher.state_dict())  # same names and shapes: the student mirrors the teacher
     if dist.enabled:  # before the optimizer is made: the conversion creates new BN parameters
         model = distributed.convert_batchnorm(model, device)
@@ -216,7 +217,7 @@ def fit(
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     check_run_dir_free(run_dir, resume)
-    if resume and last_path.exists():
+    if resuming:
         state = load_checkpoint(last_path, kind, option="--resume")
         check_same_options(state.get("options"), recorded_options(model), f"--resume '{last_path}'")
         load_model_state(model, state["model"], last_path, "--resume")
