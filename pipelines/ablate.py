@@ -144,12 +144,13 @@ def _finished(run_dir: Path, epochs: int) -> dict | None:
 
 def _test_accuracy_at(metrics: Path, epoch: int | None) -> float | None:
     """Test accuracy of ``epoch`` in a run's metrics.csv (None when the file or the row is missing)."""
+    from ckdsnn_events.distill.metrics import read_row
+
     try:
-        with open(metrics, newline="") as f:
-            row = next((r for r in csv.DictReader(f) if int(r["epoch"]) == epoch), None)
-        return float(row["test_acc"]) if row and row.get("test_acc") else None
-    except (OSError, ValueError, KeyError):
+        value = read_row(metrics, epoch).get("test_acc")
+    except (OSError, ValueError, KeyError):  # an unreadable file or a torn row: the report just omits it
         return None
+    return value if isinstance(value, float) else None
 
 
 def _own_run(run_dir: Path, settings: dict) -> None:
